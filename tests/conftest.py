@@ -1,0 +1,54 @@
+"""Shared fixtures. Real data comes from ``../shared`` (face crops, demo weights,
+DeepGuard reference logits); tests needing it skip with a reason when it is absent."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MSVIT_SHARED", ROOT.parent / "shared"))
+FACES = SHARED / "data" / "faces"
+DEMO_WEIGHTS = SHARED / "weights" / "ms_eff_vit_b0_demo.bin"
+REFERENCE = FACES / "reference"
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"shared test data not found: {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_weights() -> Path:
+    return _need(DEMO_WEIGHTS)
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    return _need(FACES)
+
+
+@pytest.fixture(scope="session")
+def reference() -> dict:
+    """DeepGuard 1.1.1's own letterboxed uint8 inputs and logits for eval/."""
+    ref = json.loads((_need(REFERENCE) / "eval_ref.json").read_text())
+    ref["u8"] = np.load(REFERENCE / "eval_u8.npz")["u8"]
+    return ref
+
+
+@pytest.fixture(scope="session")
+def eval_inputs(reference) -> np.ndarray:
+    from msvit.preprocess import normalize
+
+    return normalize(reference["u8"])
+
+
+@pytest.fixture(scope="session")
+def demo_model(demo_weights):
+    import msvit
+
+    return msvit.ms_eff_vit_b0(weights=demo_weights)

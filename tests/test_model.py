@@ -1,0 +1,83 @@
+"""The model: architecture, registry, DeepGuard parity, accounting."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import timm
+import torch
+
+import msvit
+from msvit.model import B0_BUDGET_GMACS, VARIANTS, profile
+
+
+def test_registered_with_timm():
+    m = timm.create_model("ms_eff_vit_b0")
+    assert isinstance(m, msvit.MultiScaleEffViT)
+    assert m.pretrained_cfg["input_size"] == (3, 224, 224)
+    assert "ms_eff_vit_b5" in timm.list_models("ms_eff_vit*")
+
+
+def test_b0_param_counts_exact():
+    p = profile(msvit.ms_eff_vit_b0())
+    assert p.params == 5_875_669
+    assert p.params_by_part == {"backbone": 3_595_388, "l_vit": 492_240, "h_vit": 1_748_000, "head": 40_041}
+
+
+@pytest.mark.parametrize("mode,ref_gmacs", [("deepguard", 0.660), ("applied", 1.070)])
+def test_b0_macs_match_fvcore_reference(mode, ref_gmacs):
+    p = profile(msvit.ms_eff_vit_b0(attn_mode=mode))
+    assert p.gmacs == pytest.approx(ref_gmacs, rel=0.02)
+    assert p.flops == 2 * p.macs
+    assert sum(p.macs_by_part.values()) == pytest.approx(p.macs, rel=1e-3)
+
+
+def test_budget_check_separates_block_behaviours():
+    assert profile(msvit.ms_eff_vit_b0()).within_budget(B0_BUDGET_GMACS)
+    assert not profile(msvit.ms_eff_vit_b0(attn_mode="applied")).within_budget(B0_BUDGET_GMACS)
+
+
+def test_deepguard_block_never_computes_attention(monkeypatch):
+    m = msvit.ms_eff_vit_b0().eval()
+    calls = []
+    for blk in [*m.l_vit.blocks, *m.h_vit.blocks]:
+        monkeypatch.setattr(blk.attn, "forward", lambda x, *a, **k: calls.append(1) or x)
+    with torch.no_grad():
+        m(torch.zeros(1, 3, 224, 224))
+    assert calls == []
+    assert "l_vit.blocks.0.attn.qkv.weight" in m.state_dict()  # params kept for strict loading
+
+
+def test_applied_block_uses_attention():
+    torch.manual_seed(0)
+    a = msvit.ms_eff_vit_b0(attn_mode="applied").eval()
+    d = msvit.ms_eff_vit_b0(attn_mode="deepguard").eval()
+    d.load_state_dict(a.state_dict())
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert not torch.allclose(a(x), d(x))
+
+
+def test_invalid_attn_mode():
+    with pytest.raises(ValueError, match="attn_mode"):
+        msvit.ms_eff_vit_b0(attn_mode="fused")
+
+
+def test_b5_builds_with_expected_shape():
+    m = msvit.ms_eff_vit_b5()
+    assert m.img_size == 384 == VARIANTS["ms_eff_vit_b5"].img_size
+    assert m.l_vit.patch_embed.cls_token.shape[-1] == 320
+    assert m.h_vit.patch_embed.pos_embed.shape == (1, 12 * 12 + 1, 512)
+    assert len(m.h_vit.blocks) == 6
+
+
+@pytest.mark.parametrize("mode,key", [("deepguard", "logits_deepguard"), ("applied", "logits_attention_applied")])
+def test_demo_checkpoint_reproduces_deepguard_logits(demo_weights, reference, eval_inputs, mode, key):
+    m = msvit.ms_eff_vit_b0(weights=demo_weights, attn_mode=mode)
+    with torch.no_grad():
+        out = m(torch.from_numpy(eval_inputs)).squeeze(1).numpy()
+    assert np.abs(out - np.asarray(reference[key])).max() <= 1e-5
+
+
+def test_unknown_model_name():
+    with pytest.raises(msvit.errors.MsvitError, match="unknown model"):
+        msvit.create_model("ms_eff_vit_b7")
