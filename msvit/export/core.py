@@ -1,0 +1,291 @@
+"""The uniform export wrapper: checks, a private temp dir, timing, verification,
+atomic publish (rename into place), a manifest JSON beside the artifact, one log line."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..errors import ExportError, MsvitError, TargetUnavailableError, ValidationError
+from .targets import Target
+from .validate import DEFAULT_ATOL, ParityReport, check, compare, run_batched
+
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class ExportContext:
+    """Everything a target function needs; targets write only inside ``work_dir``."""
+
+    model: nn.Module
+    target: Target
+    precision: str
+    out_dir: Path
+    stem: str
+    batch: int = 1
+    dynamic_batch: bool = False
+    opset: int = 18
+    metadata: dict[str, str] = field(default_factory=dict)
+    calib: Any = None  # msvit.data.ImageSet for int8
+    options: dict[str, Any] = field(default_factory=dict)
+    work_dir: Path = Path(".")
+
+    @property
+    def img_size(self) -> int:
+        return int(getattr(self.model, "img_size", 224))
+
+    def example(self) -> torch.Tensor:
+        return torch.zeros(self.batch, 3, self.img_size, self.img_size)
+
+
+@dataclass
+class TargetOutput:
+    """What a target function produced (paths inside ``ctx.work_dir``)."""
+
+    main: Path
+    files: list[Path]
+    runner: Runner | None = None  # set when the artifact can run here
+    extra: dict[str, Any] = field(default_factory=dict)
+    atol: float | None = None  # override the precision's default tolerance
+    note: str = ""
+    unavailable: str = ""  # the final step cannot run here (e.g. no GPU): files still published
+
+
+@dataclass
+class ExportResult:
+    target: str
+    precision: str
+    status: str  # ok | failed | unavailable
+    path: Path | None = None
+    files: list[Path] = field(default_factory=list)
+    size_bytes: int = 0
+    seconds: float = 0.0
+    parity: ParityReport | None = None
+    verified: str = ""  # "ran" | "structure" | ""
+    message: str = ""
+    manifest: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def icon(self) -> str:
+        return {"ok": "✅", "failed": "❎"}.get(self.status, "❌")
+
+    def line(self) -> str:
+        if self.status == "ok":
+            par = f" · {self.parity.summary()}" if self.parity else (" · structure verified" if self.verified else "")
+            return f"✅ {self.target} {self.precision} {self.size_bytes / 1e6:.1f} MB in {self.seconds:.1f} s{par}"
+        return f"{self.icon} {self.target} {self.precision}: {self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target, "precision": self.precision, "status": self.status,
+            "path": str(self.path) if self.path else None, "files": [str(f) for f in self.files],
+            "size_bytes": self.size_bytes, "seconds": round(self.seconds, 3),
+            "parity": self.parity.to_dict() if self.parity else None, "verified": self.verified,
+            "message": self.message, "extra": _jsonable(self.extra),
+        }
+
+
+def _jsonable(o: Any) -> Any:
+    return json.loads(json.dumps(o, default=str))
+
+
+def path_size(p: Path) -> int:
+    if p.is_dir():
+        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+    return p.stat().st_size if p.exists() else 0
+
+
+def export_time() -> str:
+    """UTC export time; honours SOURCE_DATE_EPOCH so builds can be byte-reproducible."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    t = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch else datetime.now(timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def backend_versions() -> dict[str, str]:
+    # package metadata, not imports: importing coremltools/executorch is slow and noisy
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for dist in ("torch", "timm", "onnx", "onnxruntime", "onnxslim", "openvino", "nncf", "coremltools",
+                 "executorch", "tensorrt"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def build_metadata(model: nn.Module, target: Target, precision: str, batch: int, dynamic_batch: bool,
+                   extra: dict[str, Any] | None = None) -> dict[str, str]:
+    """Self-description embedded in every artifact (flat str -> str, the lowest common format)."""
+    from .. import __version__
+    from ..model.ms_eff_vit import IMAGENET_MEAN, IMAGENET_STD
+
+    size = int(getattr(model, "img_size", 224))
+    meta = {
+        "model": getattr(model, "variant", type(model).__name__),
+        "family": "MS-Eff-ViT (DeepGuard)",
+        "attn_mode": getattr(model, "attn_mode", ""),
+        "target": target.name,
+        "precision": precision,
+        "input_name": "image",
+        "input_shape": f"{'N' if dynamic_batch else batch}x3x{size}x{size}",
+        "input_format": "float32 NCHW RGB",
+        "preprocess": f"longest side -> {size} (bilinear), centre zero-pad to {size}x{size}, /255, (x-mean)/std",
+        "mean": json.dumps(list(IMAGENET_MEAN)),
+        "std": json.dumps(list(IMAGENET_STD)),
+        "output": "logit (N,1); P(fake) = sigmoid(logit)",
+        "labels": json.dumps({"0": "real", "1": "fake"}),
+        "threshold": "0.5",
+        "weights_file": os.path.basename(getattr(model, "weights_path", None) or "") or "untrained",
+        "weights_sha256": getattr(model, "weights_sha256", "") or "",
+        "msvit_version": __version__,
+        "exported_at": export_time(),
+    }
+    meta.update({f"{k}_version": v for k, v in backend_versions().items()})
+    if extra:
+        meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in extra.items()})
+    return meta
+
+
+def _publish(src: Path, dst: Path) -> None:
+    """Atomically put ``src`` (file or directory) at ``dst`` (same filesystem)."""
+    if dst.is_dir() and not dst.is_symlink():
+        old = dst.with_name(dst.name + ".old-msvit")
+        os.replace(dst, old)
+        os.replace(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dst)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, default=str)
+            f.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _io_error(e: OSError, where: Path) -> ExportError:
+    if e.errno == errno.ENOSPC:
+        return ExportError(f"disk full while writing into {where}: nothing was published")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return ExportError(f"cannot write into {where}: {e.strerror}")
+    return ExportError(f"I/O error writing into {where}: {e.strerror or e}")
+
+
+def run_export(
+    ctx: ExportContext,
+    fn: Callable[[ExportContext], TargetOutput],
+    verify_x: np.ndarray | None,
+    verify_name: str,
+    log: Callable[[str], None] | None = print,
+    strict: bool = True,
+) -> ExportResult:
+    """Run one target end to end. Expected failures come back as a non-ok result
+    (``strict=False``) or raise (``strict=True``); nothing half-written is left under a
+    final name either way."""
+    t0 = time.perf_counter()
+    res = ExportResult(ctx.target.name, ctx.precision, "failed")
+    work = None
+    try:
+        ok, why = ctx.target.can_export_here()
+        if not ok:
+            raise TargetUnavailableError(why)
+        try:
+            ctx.out_dir.mkdir(parents=True, exist_ok=True)
+            work = Path(tempfile.mkdtemp(prefix=".msvit-tmp-", dir=ctx.out_dir))
+        except OSError as e:
+            raise _io_error(e, ctx.out_dir) from None
+        ctx.work_dir = work
+        try:
+            out = fn(ctx)
+        except OSError as e:
+            raise _io_error(e, ctx.out_dir) from None
+        res.extra.update(out.extra)
+        res.message = out.note
+        # verification, before anything is published
+        if out.runner is not None and verify_x is not None:
+            with torch.no_grad():
+                ref = ctx.model(torch.from_numpy(verify_x)).numpy()
+            got = run_batched(out.runner, verify_x, ctx.batch if not ctx.dynamic_batch else len(verify_x))
+            atol = out.atol if out.atol is not None else DEFAULT_ATOL.get(ctx.precision)
+            res.parity = compare(ref, got, atol, data=verify_name)
+            res.verified = "ran"
+        elif out.runner is None:
+            res.verified = "structure"
+        res.seconds = time.perf_counter() - t0
+        # publish: move every produced file from the temp dir to its final name
+        try:
+            for f in out.files:
+                _publish(f, ctx.out_dir / f.name)
+        except OSError as e:
+            raise _io_error(e, ctx.out_dir) from None
+        res.files = [ctx.out_dir / f.name for f in out.files]
+        res.path = ctx.out_dir / out.main.name
+        res.size_bytes = sum(path_size(f) for f in res.files)
+        failed_parity = res.parity is not None and not res.parity.passed
+        res.status = "failed" if failed_parity else "ok"
+        if failed_parity:
+            res.message = f"parity check failed: {res.parity.summary()} (atol {res.parity.atol:g})"
+        res.manifest = res.path.with_name(res.path.name + ".json")
+        try:
+            write_json_atomic(res.manifest, {"metadata": ctx.metadata, "result": res.to_dict(),
+                                             "sha256": _sha256s(res.files)})
+        except OSError as e:
+            raise _io_error(e, ctx.out_dir) from None
+        if failed_parity:
+            check(res.parity)  # raises ToleranceError
+        if out.unavailable:
+            raise TargetUnavailableError(out.unavailable)
+    except MsvitError as e:
+        res.seconds = time.perf_counter() - t0
+        res.status = "unavailable" if isinstance(e, TargetUnavailableError) else "failed"
+        res.message = str(e)
+        if log:
+            log(res.line())
+        if strict:
+            raise
+        return res
+    finally:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+    if log:
+        log(res.line())
+    return res
+
+
+def _sha256s(files: list[Path]) -> dict[str, str]:
+    from ..model.weights import sha256_file
+
+    out = {}
+    for f in files:
+        if f.is_file():
+            out[f.name] = sha256_file(f)
+    return out
+
+
+__all__ = ["ExportContext", "ExportResult", "TargetOutput", "ValidationError", "build_metadata", "run_export"]

@@ -1,0 +1,141 @@
+"""ONNX: torch.onnx dynamo export -> onnxslim -> full checker -> metadata_props.
+
+Why dynamo (torch.export) over the legacy TorchScript exporter: on this model it gives
+a 382-node graph straight away (legacy: 946 nodes, Shape/Gather chains from timm's
+"same" padding), static pads folded, and closer parity (7.7e-6 vs 3.8e-5 max |Δlogit|).
+"""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..errors import ExportError
+from .core import ExportContext, TargetOutput
+
+OPSET_MIN = 17
+
+
+class _WithProb(nn.Module):
+    """Adds a ``prob`` output (sigmoid) for apps that want P(fake) directly."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logit = self.model(x)
+        return logit, torch.sigmoid(logit)
+
+
+def export_fp32_onnx(model: nn.Module, path: Path, *, batch: int = 1, dynamic_batch: bool = False, opset: int = 18,
+                     with_prob: bool = False, metadata: dict[str, str] | None = None) -> Path:
+    """Export, simplify, check and annotate an FP32 ONNX model at ``path``."""
+    import onnx
+    import onnxslim
+
+    if opset < OPSET_MIN:
+        raise ExportError(f"opset {opset} is too old: use --opset {OPSET_MIN} or newer")
+    size = int(getattr(model, "img_size", 224))
+    x = torch.zeros(batch, 3, size, size)
+    module = _WithProb(model).eval() if with_prob else model.eval()
+    outputs = ["logit", "prob"] if with_prob else ["logit"]
+    dyn = {"image": {0: "batch"}, **{o: {0: "batch"} for o in outputs}} if dynamic_batch else None
+    with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        try:
+            prog = torch.onnx.export(module, (x,), None, input_names=["image"], output_names=outputs,
+                                     opset_version=opset, dynamo=True, dynamic_axes=dyn, verbose=False,
+                                     optimize=True)
+        except Exception as e:  # the exporter raises a zoo of types; keep the first line
+            raise ExportError(f"torch.onnx export failed: {str(e).splitlines()[0][:300]}") from None
+    proto = onnxslim.slim(prog.model_proto)
+    proto.producer_name, proto.producer_version = "msvit", (metadata or {}).get("msvit_version", "")
+    proto.doc_string = "MS-Eff-ViT deepfake detector; P(fake) = sigmoid(logit)"
+    set_metadata(proto, metadata or {})
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, str(path))
+    return path
+
+
+def set_metadata(proto: Any, metadata: dict[str, str]) -> None:
+    del proto.metadata_props[:]
+    for k, v in sorted(metadata.items()):
+        e = proto.metadata_props.add()
+        e.key, e.value = k, str(v)
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+
+
+def to_fp16(src: Path, dst: Path) -> Path:
+    """FP16 weights and compute, FP32 I/O (so callers feed the same tensors)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    proto = onnx.load(str(src))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        half = convert_float_to_float16(proto, keep_io_types=True, disable_shape_infer=False)
+    import onnxslim
+
+    half = onnxslim.slim(half)  # the converter appends its I/O casts unsorted; slim re-sorts
+    onnx.checker.check_model(half)
+    onnx.save(half, str(dst))
+    return dst
+
+
+class OrtRunner:
+    """onnxruntime CPU session returning the ``logit`` output."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None,
+                 providers: list[str] | None = None) -> None:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        if threads:
+            so.intra_op_num_threads = threads
+            so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(["logit"], {self.input: np.ascontiguousarray(x, np.float32)})[0]
+
+
+def load(path: str | os.PathLike, threads: int | None = None) -> OrtRunner:
+    return OrtRunner(path, threads)
+
+
+def export(ctx: ExportContext) -> TargetOutput:
+    path = ctx.work_dir / f"{ctx.stem}.onnx"
+    with_prob = bool(ctx.options.get("with_prob"))
+    if ctx.precision == "int8":
+        from ..quantize.onnx import quantize_onnx
+
+        fp32 = export_fp32_onnx(ctx.model, ctx.work_dir / "fp32.onnx", batch=ctx.batch,
+                                dynamic_batch=ctx.dynamic_batch, opset=ctx.opset, metadata=ctx.metadata)
+        info = quantize_onnx(fp32, path, ctx)
+        fp32.unlink()
+        return TargetOutput(path, [path], OrtRunner(path), extra=info)
+    if ctx.precision == "fp16":
+        fp32 = export_fp32_onnx(ctx.model, ctx.work_dir / "fp32.onnx", batch=ctx.batch,
+                                dynamic_batch=ctx.dynamic_batch, opset=ctx.opset, with_prob=with_prob,
+                                metadata=ctx.metadata)
+        to_fp16(fp32, path)
+        fp32.unlink()
+    else:
+        export_fp32_onnx(ctx.model, path, batch=ctx.batch, dynamic_batch=ctx.dynamic_batch, opset=ctx.opset,
+                         with_prob=with_prob, metadata=ctx.metadata)
+    return TargetOutput(path, [path], OrtRunner(path))

@@ -1,0 +1,69 @@
+"""The capability table: one row per target drives CLI validation, ``--target all``,
+the export wrapper and the benchmark (as Ultralytics' ``export_formats`` does)."""
+from __future__ import annotations
+
+import importlib.util
+import platform
+from dataclasses import dataclass
+
+PRECISIONS = ("fp32", "fp16", "int8", "int8-weights")
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    title: str
+    suffix: str  # of the main artifact (a directory for .mlpackage)
+    precisions: tuple[str, ...]
+    default_precision: str
+    packages: tuple[str, ...]  # import names needed to export
+    extra: str  # pip extra that installs them
+    runs_on: str = "any"  # where the artifact can be executed: any | macos | cuda
+    needs_gpu_to_build: bool = False
+    holds_b5: bool = True
+    note: str = ""
+
+    def missing_packages(self) -> list[str]:
+        return [p for p in self.packages if importlib.util.find_spec(p) is None]
+
+    def can_export_here(self) -> tuple[bool, str]:
+        missing = self.missing_packages()
+        if missing:
+            return False, f"{', '.join(missing)} not installed (pip install 'msvit[{self.extra}]')"
+        return True, ""
+
+    def can_run_here(self) -> tuple[bool, str]:
+        if self.runs_on == "macos" and platform.system() != "Darwin":
+            return False, f"{self.title} models run only on macOS/iOS (structure verified instead)"
+        if self.runs_on == "cuda":
+            from . import tensorrt
+
+            return tensorrt.probe()
+        return self.can_export_here()
+
+
+TARGETS: dict[str, Target] = {
+    t.name: t
+    for t in (
+        Target("onnx", "ONNX", ".onnx", ("fp32", "fp16", "int8"), "fp32",
+               ("onnx", "onnxruntime", "onnxslim", "onnxscript"), "onnx"),
+        Target("trt", "TensorRT", ".engine", ("fp16", "int8", "fp32"), "fp16",
+               ("onnx", "onnxruntime", "onnxslim", "onnxscript"), "trt", runs_on="cuda", needs_gpu_to_build=True),
+        Target("coreml", "Core ML", ".mlpackage", ("fp16", "fp32", "int8", "int8-weights"), "fp16",
+               ("coremltools",), "coreml", runs_on="macos"),
+        Target("torchscript", "TorchScript-mobile", ".ptl", ("fp32",), "fp32", ("torch",), "onnx",
+               note="deprecated upstream: prefer --target executorch for mobile"),
+        Target("openvino", "OpenVINO IR", ".xml", ("fp32", "fp16", "int8"), "fp32",
+               ("openvino",), "openvino"),
+        Target("executorch", "ExecuTorch", ".pte", ("fp32", "int8"), "fp32",
+               ("executorch",), "executorch"),
+    )
+}
+
+
+def get_target(name: str) -> Target:
+    from ..errors import ExportError
+
+    if name not in TARGETS:
+        raise ExportError(f"unknown target {name!r}; choose one of: {', '.join(TARGETS)}, all")
+    return TARGETS[name]
