@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..errors import ExportError, MsvitError, TargetUnavailableError, ValidationError
+from ..errors import AccuracyGuardError, ExportError, MsvitError, TargetUnavailableError, ValidationError
 from .targets import Target
 from .validate import DEFAULT_ATOL, ParityReport, check, compare, run_batched
 
@@ -61,6 +61,7 @@ class TargetOutput:
     atol: float | None = None  # override the precision's default tolerance
     note: str = ""
     unavailable: str = ""  # the final step cannot run here (e.g. no GPU): files still published
+    failed: str = ""  # produced but a check failed (e.g. INT8 accuracy guard): published, marked failing
 
 
 @dataclass
@@ -248,17 +249,20 @@ def run_export(
         res.path = ctx.out_dir / out.main.name
         res.size_bytes = sum(path_size(f) for f in res.files)
         failed_parity = res.parity is not None and not res.parity.passed
-        res.status = "failed" if failed_parity else "ok"
+        res.status = "failed" if (failed_parity or out.failed) else "ok"
         if failed_parity:
             res.message = f"parity check failed: {res.parity.summary()} (atol {res.parity.atol:g})"
         res.manifest = res.path.with_name(res.path.name + ".json")
         try:
-            write_json_atomic(res.manifest, {"metadata": ctx.metadata, "result": res.to_dict(),
+            write_json_atomic(res.manifest, {"metadata": ctx.metadata, "result": {**res.to_dict(), "message": out.failed
+                                             or res.message},
                                              "sha256": _sha256s(res.files)})
         except OSError as e:
             raise _io_error(e, ctx.out_dir) from None
         if failed_parity:
             check(res.parity)  # raises ToleranceError
+        if out.failed:
+            raise AccuracyGuardError(out.failed)
         if out.unavailable:
             raise TargetUnavailableError(out.unavailable)
     except MsvitError as e:

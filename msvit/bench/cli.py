@@ -1,0 +1,113 @@
+"""msvit-bench: latency, memory, accuracy, compute and power of every MS-Eff-ViT artifact."""
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import MsvitError
+from ..export.targets import PRECISIONS, TARGETS
+
+EPILOG = textwrap.dedent("""\
+    examples:
+      msvit-bench                                   # b0: export every target runnable here, time it
+      msvit-bench --weights W.bin --data faces/eval # + Acc/AUC/log-loss on real/ and fake/
+      msvit-bench --artifacts artifacts/            # what msvit-export wrote (manifests read)
+      msvit-bench --device cuda                     # torch CUDA, onnxruntime CUDA, TensorRT engines
+      msvit-bench --device jetson --artifacts engines/   # + power (INA3221 / tegrastats), clocks
+
+    Rows: PyTorch eager FP32 first (the baseline, same run), then each artifact.
+    ✅ ran and met its checks · ❎ exported but a check failed (e.g. parity) · ❌ not runnable here.
+    Compute is counted on the graph that runs: GMACs = fvcore/DeepGuard "FLOPs", GFLOPs = 2 × GMACs.
+    exit status: 0 no ❎ row; 1 a ❎ row; 2 bad arguments or input; 3 device not available.
+""")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="msvit-bench", description=__doc__, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    m = p.add_argument_group("model")
+    m.add_argument("--model", choices=["ms_eff_vit_b0", "ms_eff_vit_b5"], default=None,
+                   help="default: from the artifacts' manifests, else ms_eff_vit_b0")
+    w = m.add_mutually_exclusive_group()
+    w.add_argument("--weights", type=Path, help="local checkpoint; default: untrained")
+    w.add_argument("--pretrained", choices=["celeb_df_v2", "ff++"], help="DeepGuard's release (cached)")
+    m.add_argument("--attn-mode", choices=["deepguard", "applied"], default=None, help="default: deepguard")
+    s = p.add_argument_group("what to benchmark")
+    s.add_argument("--targets", default="all",
+                   help=f"comma list of {','.join(TARGETS)} or 'all' (default); 'none' = PyTorch only")
+    s.add_argument("--precisions", default=None,
+                   help=f"comma list of {','.join(PRECISIONS)} (default: each target's own)")
+    s.add_argument("--artifacts", type=Path, help="benchmark the files msvit-export wrote here instead of exporting")
+    s.add_argument("--out", type=Path, help="keep exported artifacts here (default: a temp dir, removed)")
+    s.add_argument("--device", choices=["cpu", "cuda", "jetson"], default="cpu")
+    t = p.add_argument_group("timing")
+    t.add_argument("--batch", type=int, default=1, help="also time batch N when N > 1 (default 1)")
+    t.add_argument("--iters", type=int, default=50, help="timed runs, at least (default 50)")
+    t.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
+    t.add_argument("--min-time", type=float, default=0.0, help="keep timing until this many seconds too")
+    t.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for every backend (torch, ORT intra-op, OpenVINO); default torch's")
+    c = p.add_argument_group("checks")
+    c.add_argument("--data", type=Path, help="folder/CSV of face crops; real/ and fake/ subfolders -> Acc/AUC/log-loss")
+    c.add_argument("--fps", type=float, default=30.0, help="real-time target: p99 at batch 1 <= 1000/fps ms")
+    c.add_argument("--budget-gflops", type=float, default=0.68, dest="budget",
+                   help="compute budget in GMACs (fvcore 'FLOPs' convention, as DeepGuard's 0.68 G; default 0.68)")
+    o = p.add_argument_group("output")
+    o.add_argument("--json", type=Path, help="write the report as JSON")
+    o.add_argument("--markdown", type=Path, help="write the report as Markdown")
+    o.add_argument("--plot", type=Path, help="write latency vs AUC/agreement as PNG")
+    o.add_argument("--quiet", action="store_true", help="no log lines or progress bar")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except MsvitError as e:
+        print(f"❌ {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _split(s: str | None) -> list[str] | None:
+    return None if s is None else [x.strip() for x in s.split(",") if x.strip()]
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from . import run
+    from .report import print_table, write_json, write_markdown, write_plot
+
+    err = Console(stderr=True, highlight=False)
+    log = None if args.quiet else (lambda msg: err.print(f"[dim]msvit-bench:[/dim] {msg}"))
+    targets = _split(args.targets)
+    if targets in (["all"],):
+        targets = None
+    elif targets in (["none"], []):
+        targets = []
+    precisions = _split(args.precisions)
+    for pr in precisions or []:
+        if pr not in PRECISIONS:
+            raise MsvitError(f"unknown precision {pr!r}; choose from {', '.join(PRECISIONS)}")
+    rep = run(model=args.model, weights=args.weights, pretrained=args.pretrained, attn_mode=args.attn_mode,
+              targets=targets, precisions=precisions, batch=args.batch, iters=args.iters, warmup=args.warmup,
+              min_time=args.min_time, threads=args.threads, data=args.data, fps=args.fps, budget_gmacs=args.budget,
+              out=args.out, artifacts=args.artifacts, device=args.device, log=log, progress=not args.quiet)
+    print_table(rep)
+    for path, writer in ((args.json, write_json), (args.markdown, write_markdown), (args.plot, write_plot)):
+        if path:
+            writer(rep, path)
+            if log:
+                log(f"wrote {path}")
+    return 1 if any(r.status == "failed" for r in rep.rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""The environment block: what a latency number is meaningless without."""
+from __future__ import annotations
+
+import os
+import platform
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+BACKENDS = ("msvit", "torch", "timm", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "executorch",
+            "coremltools", "tensorrt", "scikit-learn", "matplotlib")
+
+
+def cpu_name() -> str:
+    try:  # py-cpuinfo knows ARM/x86 brand strings; /proc/cpuinfo is the fallback
+        import cpuinfo
+
+        name = cpuinfo.get_cpu_info().get("brand_raw")
+        if name:
+            return name
+    except Exception:
+        pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "processor\t: arm")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in BACKENDS:
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def gpu_info() -> dict[str, Any] | None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            i = torch.cuda.current_device()
+            return {"name": torch.cuda.get_device_name(i),
+                    "compute_capability": "%d.%d" % torch.cuda.get_device_capability(i),
+                    "cuda": torch.version.cuda}
+    except Exception:
+        pass
+    return None
+
+
+def collect(threads: int | None, device: str) -> dict[str, Any]:
+    try:
+        import psutil
+
+        physical = psutil.cpu_count(logical=False)
+    except Exception:
+        physical = None
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "os": platform.platform(),
+        "machine": platform.machine(),
+        "cpu": cpu_name(),
+        "cpu_cores_logical": os.cpu_count(),
+        "cpu_cores_physical": physical,
+        "cpu_cores_usable": affinity,
+        "gpu": gpu_info(),
+        "device": device,
+        "threads": threads,
+        "versions": versions(),
+        "jetson": None,
+    }

@@ -1,0 +1,158 @@
+"""Report writers: rich terminal table, JSON (stable keys), Markdown, and a latency/accuracy plot."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from . import BenchReport, BenchRow
+
+
+def _f(v: Any, fmt: str = ".2f") -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def _ok(v: bool | None) -> str:
+    return "-" if v is None else ("✅" if v else "❌")
+
+
+def columns(rep: BenchReport) -> list[str]:
+    n = rep.settings.get("batch", 1)
+    cols = ["", "format", "prec", "dev", "MB", "p50 ms", "p90 ms", "p99 ms", "std", "img/s", "speed-up"]
+    if n > 1:
+        cols += [f"p50 ms @{n}", f"img/s @{n}"]
+    cols += ["mem MB", "RT"]
+    if rep.settings.get("labelled"):
+        cols += ["Acc", "AUC", "logloss"]
+    cols += ["agree", "max|ΔP|"]
+    if any(r.power_w is not None for r in rep.rows):
+        cols += ["W", "mJ/img"]
+    if any(r.gpu_compute for r in rep.rows):
+        cols += ["GPU ms"]
+    return cols + ["note"]
+
+
+def cells(rep: BenchReport, r: BenchRow) -> list[str]:
+    n = rep.settings.get("batch", 1)
+    L, LB = r.latency or {}, r.latency_batch or {}
+    c = [r.icon, r.name, r.precision, r.device, _f(r.size_mb, ".1f"), _f(L.get("p50_ms")), _f(L.get("p90_ms")),
+         _f(L.get("p99_ms")), _f(L.get("std_ms")), _f(L.get("throughput"), ".1f"),
+         _f(r.speedup, ".2f") + ("×" if r.speedup is not None else "")]
+    if n > 1:
+        c += [_f(LB.get("p50_ms")), _f(LB.get("throughput"), ".1f")]
+    c += [_f(r.memory_peak_mb, ".0f"), _ok(r.realtime)]
+    if rep.settings.get("labelled"):
+        c += [_f(r.accuracy, ".3f"), _f(r.auc, ".3f"), _f(r.log_loss, ".3f")]
+    c += [_f(r.agreement, ".3f"), _f(r.max_abs_dprob, ".1e")]
+    if any(x.power_w is not None for x in rep.rows):
+        c += [_f(r.power_w, ".2f"), _f(r.energy_mj, ".1f")]
+    if any(x.gpu_compute for x in rep.rows):
+        c += [_f((r.gpu_compute or {}).get("median_ms"))]
+    return c + [r.note]
+
+
+def compute_line(rep: BenchReport) -> str:
+    c = rep.compute
+    return (f"{c['model']} ({c['attn_mode']}) {c['input']}: {c['params'] / 1e6:.2f} M params, "
+            f"{c['gmacs']:.3f} GMACs (fvcore 'FLOPs') = {c['gflops']:.3f} GFLOPs (2×MACs); "
+            f"budget {c['budget_gmacs']:g} GMACs {c['icon']}")
+
+
+def env_lines(rep: BenchReport) -> list[str]:
+    e, s = rep.env, rep.settings
+    gpu = e["gpu"]["name"] if e.get("gpu") else "none"
+    v = ", ".join(f"{k} {val}" for k, val in e["versions"].items())
+    lines = [f"CPU {e['cpu']} ({e['cpu_cores_physical']} physical / {e['cpu_cores_logical']} logical cores, "
+             f"{e['cpu_cores_usable']} usable) · GPU {gpu} · {e['os']}",
+             f"threads {s['threads']} (torch, ORT intra-op, OpenVINO) · device {s['device']} · batch {s['batch']} · "
+             f"{s['warmup']} warm-up + >= {s['iters']} runs" + (f" / >= {s['min_time_s']:g} s" if s['min_time_s'] else "")
+             + f" · real-time budget {s['realtime_budget_ms']:.1f} ms (p99 @ {s['fps']:g} fps) · {e['date']}",
+             f"data: {s['data']}", v]
+    j = e.get("jetson")
+    if j:
+        pm = j.get("nvpmodel") or {}
+        lines.append(f"Jetson {j['model']} · L4T {j['l4t']} · TensorRT {j.get('tensorrt')} · nvpmodel "
+                     f"{pm.get('mode', '?')} · clocks {j['clocks_detail']}")
+    return lines
+
+
+def print_table(rep: BenchReport, console: Any = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = console or Console(width=max(200, Console().width))
+    tab = Table(title="msvit-bench", caption=compute_line(rep))
+    for col in columns(rep):
+        tab.add_column(col, justify="left" if col in ("", "format", "prec", "dev", "note") else "right",
+                       overflow="fold", max_width=60 if col == "note" else None)
+    for r in rep.rows:
+        tab.add_row(*cells(rep, r))
+    for line in env_lines(rep):
+        con.print(line, style="dim", highlight=False)
+    con.print(tab)
+
+
+def write_json(rep: BenchReport, path: str | os.PathLike) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(rep.to_dict(), indent=2, default=str) + "\n")
+    return p
+
+
+MARKDOWN_HEADER = "# msvit-bench"
+
+
+def to_markdown(rep: BenchReport) -> str:
+    cols = columns(rep)
+    out = [MARKDOWN_HEADER, "", f"**Compute:** {compute_line(rep)}", ""]
+    out += [f"- {line}" for line in env_lines(rep)] + [""]
+    out.append("| " + " | ".join(c or "status" for c in cols) + " |")
+    out.append("|" + "|".join("---" if c in ("", "format", "prec", "dev", "note") else "---:" for c in cols) + "|")
+    for r in rep.rows:
+        out.append("| " + " | ".join(x.replace("|", "\\|") for x in cells(rep, r)) + " |")
+    out += ["", "✅ ran and met its checks · ❎ exported but a check failed · ❌ not runnable here. "
+            "Latency in ms at batch 1 unless marked; speed-up = PyTorch eager p50 / p50; "
+            "RT = p99 at batch 1 within the real-time budget.", ""]
+    return "\n".join(out)
+
+
+def write_markdown(rep: BenchReport, path: str | os.PathLike) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(to_markdown(rep))
+    return p
+
+
+def write_plot(rep: BenchReport, path: str | os.PathLike) -> Path:
+    """x: p50 latency at batch 1 (whisker p90–p99); y: AUC with labels, else agreement with FP32 torch."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: no display on edge boxes and CI
+    import matplotlib.pyplot as plt
+
+    labelled = bool(rep.settings.get("labelled"))
+    key, ylabel = ("auc", "ROC AUC") if labelled else ("agreement", "agreement with PyTorch FP32 @0.5")
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    pts = [r for r in rep.rows if r.latency and getattr(r, key) is not None]
+    for r in pts:
+        L, y = r.latency, getattr(r, key)
+        ax.hlines(y, L["p90_ms"], L["p99_ms"], colors="grey", linewidth=2, alpha=0.7)
+        ax.plot([L["p50_ms"]], [y], "o", ms=8, label=f"{r.name} {r.precision}" + ("" if r.status == "ok" else " (check failed)"))
+        ax.annotate(f"{r.name} {r.precision}", (L["p50_ms"], y), textcoords="offset points", xytext=(6, 6),
+                    fontsize=8)
+    budget = rep.settings.get("realtime_budget_ms", 1000.0 / 30)
+    ax.axvline(budget, color="red", linestyle="--", linewidth=1,
+               label=f"real-time budget {budget:.1f} ms ({rep.settings.get('fps', 30):g} fps)")
+    ax.set_xlabel("latency at batch 1, ms (dot p50, bar p90–p99)")
+    ax.set_ylabel(ylabel)
+    c = rep.compute
+    ax.set_title(f"msvit-bench · {c['model']} · {c['gmacs']:.3f} GMACs · {rep.env.get('cpu', '')[:40]}", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(p, format="png")
+    plt.close(fig)
+    return p

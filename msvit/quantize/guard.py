@@ -1,0 +1,110 @@
+"""The accuracy guard: an INT8 artifact is judged against FP32 on images it was not
+calibrated on, and layers go back to float until it meets the budget (or we say it can't)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..metrics import accuracy_metrics, agreement_metrics, probs
+from .sensitivity import QuantPlan
+
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class Budget:
+    min_agreement: float = 0.99
+    max_auc_drop: float = 0.005
+    max_prob_delta: float = 0.02  # sensitivity search budget (simulated), not a pass/fail gate
+
+
+@dataclass
+class GuardReport:
+    n: int
+    data: str
+    agreement: float
+    max_abs_dprob: float
+    mean_abs_dprob: float
+    fp32: dict[str, float | None] | None = None  # acc/auc/log_loss when labels exist
+    int8: dict[str, float | None] | None = None
+    auc_drop: float | None = None
+    passed: bool = False
+    reasons: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        s = f"agreement {self.agreement:.3f}, max|ΔP| {self.max_abs_dprob:.3f}"
+        if self.auc_drop is not None:
+            s += f", AUC {self.fp32['auc']:.3f}→{self.int8['auc']:.3f}"
+        return s + f" (n={self.n}, {self.data})"
+
+
+def evaluate(fp32_logits: np.ndarray, runner: Runner, x: np.ndarray, labels: np.ndarray | None, budget: Budget,
+             data: str, batch: int = 1) -> GuardReport:
+    from ..export.validate import run_batched
+
+    p_ref, p = probs(fp32_logits), probs(run_batched(runner, x, batch))
+    agr = agreement_metrics(p_ref, p)
+    rep = GuardReport(n=len(x), data=data, **agr)
+    if labels is not None:
+        rep.fp32, rep.int8 = accuracy_metrics(p_ref, labels), accuracy_metrics(p, labels)
+        if rep.fp32["auc"] is not None:
+            rep.auc_drop = rep.fp32["auc"] - rep.int8["auc"]
+    if rep.agreement < budget.min_agreement:
+        rep.reasons.append(f"agreement {rep.agreement:.3f} < {budget.min_agreement}")
+    if rep.auc_drop is not None and rep.auc_drop > budget.max_auc_drop:
+        rep.reasons.append(f"AUC drop {rep.auc_drop:.4f} > {budget.max_auc_drop}")
+    rep.passed = not rep.reasons
+    return rep
+
+
+@dataclass
+class GuardResult:
+    plan: QuantPlan
+    report: GuardReport
+    attempts: list[dict[str, Any]]
+    runner: Runner
+    artifact: Any  # what build() produced for this plan (a path, an in-memory model...)
+
+    def info(self) -> dict[str, Any]:
+        return {"quantized_groups": self.plan.quantized, "float_groups": self.plan.float_groups,
+                "sensitivity": {g: round(v, 5) for g, v in self.plan.sensitivity.items()},
+                "guard": self.report.to_dict(), "guard_passed": self.report.passed, "attempts": self.attempts}
+
+
+def quantize_with_guard(model: torch.nn.Module, plan: QuantPlan, build: Callable[[QuantPlan, int], tuple[Runner, Any]],
+                        verify_x: np.ndarray, verify_labels: np.ndarray | None, verify_name: str, budget: Budget,
+                        batch: int = 1, max_attempts: int = 4, log: Callable[[str], None] | None = None) -> GuardResult:
+    """Build, judge, and on failure return the most sensitive quantized group to float; repeat.
+
+    ``build(plan, attempt)`` must not overwrite earlier attempts' artifacts: the best one
+    (passing, else smallest max|ΔP|) is returned, marked failing if none passed.
+    """
+    with torch.no_grad():
+        ref = model(torch.from_numpy(verify_x)).numpy()
+    attempts: list[dict[str, Any]] = []
+    best: GuardResult | None = None
+    for i in range(max_attempts):
+        runner, artifact = build(plan, i)
+        rep = evaluate(ref, runner, verify_x, verify_labels, budget, verify_name, batch)
+        attempts.append({"quantized_groups": len(plan.quantized), "float_groups": list(plan.float_groups),
+                         "agreement": rep.agreement, "max_abs_dprob": rep.max_abs_dprob, "auc_drop": rep.auc_drop,
+                         "passed": rep.passed})
+        if log:
+            log(f"  INT8 attempt {i + 1}: {len(plan.quantized)} groups int8 · {rep.summary()}"
+                + ("" if rep.passed else f" ✗ {'; '.join(rep.reasons)}"))
+        cur = GuardResult(plan, rep, attempts, runner, artifact)
+        if best is None or (rep.passed and not best.report.passed) or \
+                (rep.passed == best.report.passed and rep.max_abs_dprob < best.report.max_abs_dprob):
+            best = cur
+        if rep.passed or not plan.quantized:
+            break
+        worst = max(plan.quantized, key=lambda g: plan.sensitivity[g])
+        plan = plan.keep_float(worst)
+    best.attempts = attempts
+    return best

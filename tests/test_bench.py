@@ -1,0 +1,143 @@
+"""msvit.bench: real (tiny) runs on CPU. No timing thresholds: only structure, ordering and
+numbers that must equal an independent computation. One ONNX export for the whole module."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from msvit.bench import ROW_KEYS, SCHEMA, BenchReport, discover_artifacts, run
+from msvit.bench.timing import measure
+
+FAST = dict(iters=3, warmup=1, log=None, progress=False)
+TOP_KEYS = {"schema", "settings", "env", "compute", "rows"}
+LAT_KEYS = {"batch", "iters", "warmup", "seconds", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms",
+            "max_ms", "throughput"}
+COMPUTE_KEYS = {"model", "attn_mode", "input", "params", "params_m", "macs", "gmacs", "gflops", "convention",
+                "budget_gmacs", "within_budget", "icon"}
+
+
+@pytest.fixture(scope="module")
+def torch_report(demo_weights, faces_dir) -> BenchReport:
+    """PyTorch alone, demo weights, the labelled eval set."""
+    return run(weights=demo_weights, data=faces_dir / "eval", targets=[], **FAST)
+
+
+@pytest.fixture(scope="module")
+def onnx_dir(tmp_path_factory, demo_model) -> Path:
+    from msvit.export import export
+
+    out = tmp_path_factory.mktemp("onnx_artifacts")
+    export(demo_model, "onnx", "fp32", out, log=None)
+    return out
+
+
+def test_measure_stats_ordered():
+    calls = []
+    st = measure(lambda x: calls.append(1), np.zeros((2, 3)), warmup=2, iters=5)
+    assert len(calls) == 7 and st.iters == 5 and st.batch == 2
+    assert st.min_ms <= st.p50_ms <= st.p90_ms <= st.p99_ms <= st.max_ms
+    st = measure(lambda x: None, np.zeros((1, 3)), warmup=0, iters=1, min_time=0.05)
+    assert st.seconds >= 0.05 and st.iters > 1  # min_time keeps the loop going past iters
+    with pytest.raises(ValueError):
+        measure(lambda x: None, np.zeros((1, 3)), iters=0)
+
+
+def test_latency_fields_on_a_real_run(torch_report):
+    base = torch_report.rows[0]
+    assert base.target == "torch" and base.status == "ok" and base.icon == "✅"
+    lat = base.latency
+    assert set(lat) == LAT_KEYS and lat["iters"] >= 3 and lat["batch"] == 1
+    assert 0 < lat["p50_ms"] <= lat["p90_ms"] <= lat["p99_ms"]
+    assert lat["throughput"] > 0 and base.speedup == 1.0
+    assert base.realtime is (lat["p99_ms"] <= 1000 / 30)
+    assert base.memory_method in ("rss_hwm_delta", "psutil_rss_sampled_delta") and base.memory_peak_mb >= 0
+
+
+def test_accuracy_equals_independent_sklearn(torch_report, demo_model, faces_dir):
+    import torch
+    from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
+
+    from msvit.data import load_images
+
+    s = load_images(faces_dir / "eval", 224)
+    with torch.no_grad():
+        p = torch.sigmoid(demo_model(torch.from_numpy(s.x))).numpy().reshape(-1).astype(np.float64)
+    base = torch_report.rows[0]
+    assert base.n_eval == len(s) and torch_report.settings["labelled"]
+    assert base.accuracy == pytest.approx(accuracy_score(s.labels, p >= 0.5), abs=1e-4)
+    assert base.auc == pytest.approx(roc_auc_score(s.labels, p), abs=1e-4)
+    assert base.log_loss == pytest.approx(log_loss(s.labels, p), abs=1e-4)
+    assert base.agreement == 1.0 and base.max_abs_dprob == 0.0
+
+
+def test_budget_default_b0_passes(torch_report):
+    c = torch_report.compute
+    assert set(c) == COMPUTE_KEYS
+    assert c["within_budget"] is True and c["icon"] == "✅" and c["gmacs"] <= 0.68 == c["budget_gmacs"]
+    assert c["gflops"] == pytest.approx(2 * c["gmacs"], rel=1e-3)
+
+
+def test_budget_applied_b0_fails():
+    rep = run(attn_mode="applied", targets=[], iters=1, warmup=0, log=None, progress=False)
+    assert rep.compute["attn_mode"] == "applied"
+    assert rep.compute["within_budget"] is False and rep.compute["icon"] == "❌" and rep.compute["gmacs"] > 0.68
+
+
+def test_json_schema_stable(torch_report):
+    d = json.loads(json.dumps(torch_report.to_dict(), default=str))
+    assert set(d) == TOP_KEYS and d["schema"] == SCHEMA
+    assert {"cpu", "cpu_cores_logical", "os", "versions", "threads", "date", "gpu", "jetson"} <= set(d["env"])
+    assert d["env"]["versions"]["torch"] and d["env"]["threads"] == d["settings"]["threads"]
+    for row in d["rows"]:
+        assert tuple(row) == ROW_KEYS
+
+
+def test_unrunnable_target_is_a_reasoned_row(demo_weights):
+    rep = run(weights=demo_weights, targets=["coreml"], iters=1, warmup=0, log=None, progress=False)
+    row = rep.rows[1]
+    assert row.target == "coreml" and row.status == "unavailable" and row.icon == "❌"
+    assert row.note and row.latency is None and tuple(row.to_dict()) == ROW_KEYS
+
+
+def test_discover_artifacts_by_suffix_and_name(tmp_path):
+    for n in ("ms_eff_vit_b0_fp16.onnx", "ms_eff_vit_b0_applied_fp32_b8.xml", "ms_eff_vit_b0_fp32_dyn.ptl",
+              "ms_eff_vit_b0_fp16_trt10.onnx", "notes.txt"):
+        (tmp_path / n).write_bytes(b"x")
+    (tmp_path / "ms_eff_vit_b0_fp16.mlpackage").mkdir()
+    (tmp_path / "ms_eff_vit_b0_fp16.mlpackage" / "Manifest.json").write_text("{}")
+    found = {a.path.name: a for a in discover_artifacts(tmp_path)}
+    assert set(found) == {"ms_eff_vit_b0_fp16.onnx", "ms_eff_vit_b0_applied_fp32_b8.xml",
+                          "ms_eff_vit_b0_fp32_dyn.ptl", "ms_eff_vit_b0_fp16_trt10.onnx", "ms_eff_vit_b0_fp16.mlpackage"}
+    assert (found["ms_eff_vit_b0_fp16.onnx"].target, found["ms_eff_vit_b0_fp16.onnx"].precision) == ("onnx", "fp16")
+    xml = found["ms_eff_vit_b0_applied_fp32_b8.xml"]
+    assert (xml.target, xml.batch, xml.attn_mode) == ("openvino", 8, "applied")
+    assert found["ms_eff_vit_b0_fp32_dyn.ptl"].batch is None
+    assert found["ms_eff_vit_b0_fp16_trt10.onnx"].target == "trt"
+    assert found["ms_eff_vit_b0_fp16.mlpackage"].target == "coreml"
+
+
+def test_cli_end_to_end(onnx_dir, demo_weights, tmp_path):
+    from msvit.bench.cli import main
+
+    js, md, png = tmp_path / "b.json", tmp_path / "b.md", tmp_path / "b.png"
+    rc = main(["--artifacts", str(onnx_dir), "--weights", str(demo_weights), "--targets", "onnx", "--iters", "3",
+               "--warmup", "1", "--threads", "2", "--json", str(js), "--markdown", str(md), "--plot", str(png),
+               "--quiet"])
+    assert rc == 0
+    d = json.loads(js.read_text())
+    assert set(d) == TOP_KEYS and [r["target"] for r in d["rows"]] == ["torch", "onnx"]
+    onnx = d["rows"][1]
+    assert tuple(onnx) == ROW_KEYS and onnx["status"] == "ok", onnx["note"]
+    assert onnx["artifact"].endswith("ms_eff_vit_b0_fp32.onnx") and onnx["size_mb"] > 1
+    assert onnx["latency"]["p50_ms"] <= onnx["latency"]["p90_ms"] <= onnx["latency"]["p99_ms"]
+    assert onnx["speedup"] > 0 and onnx["agreement"] == 1.0 and onnx["parity_passed"] is True
+    assert onnx["threads"] == 2 == d["settings"]["threads"]
+    assert md.read_text().startswith("# msvit-bench") and "| status | format |" in md.read_text()
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+
+    with Image.open(png) as im:  # matplotlib stamps its name in the PNG text chunk
+        assert "matplotlib" in im.info.get("Software", "").lower() and im.size[0] > 100
