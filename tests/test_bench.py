@@ -93,10 +93,12 @@ def test_json_schema_stable(torch_report):
     assert d["env"]["versions"]["torch"] and d["env"]["threads"] == d["settings"]["threads"]
     for row in d["rows"]:
         assert tuple(row) == ROW_KEYS
+        assert row["icon"] == {"ok": "✅", "failed": "❎", "unavailable": "❌"}[row["status"]]
 
 
 def test_unrunnable_target_is_a_reasoned_row(demo_weights):
     rep = run(weights=demo_weights, targets=["coreml"], iters=1, warmup=0, log=None, progress=False)
+    assert rep.rows[0].icon == "✅"
     row = rep.rows[1]
     assert row.target == "coreml" and row.status == "unavailable" and row.icon == "❌"
     assert row.note and row.latency is None and tuple(row.to_dict()) == ROW_KEYS

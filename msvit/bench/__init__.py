@@ -383,7 +383,7 @@ def run(
                         break
                     arts.append(Artifact(r.path, name, prec, b, status=r.status, message=r.message, files=r.files))
                 if arts:
-                    row.status = "ok"
+                    row.status, row.icon = "ok", "✅"
                 plan.append((row, arts[0] if arts else None, arts[1] if len(arts) > 1 else None))
     else:
         groups: dict[tuple, list[Artifact]] = {}
@@ -467,6 +467,7 @@ def run(
                         if not row.parity_passed:
                             row.status, row.icon = "failed", "❎"
                             row.note = f"parity: max|Δlogit| {row.max_abs_dlogit:.2e} > atol {atol:g}"
+                row.icon = ICONS[row.status]  # one source of truth for the icon
                 say(_line(row))
     finally:
         if tmp_out is not None:

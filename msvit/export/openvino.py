@@ -6,6 +6,7 @@ OpenVINO would otherwise silently run FP32 IRs in bf16.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -68,9 +69,15 @@ def export(ctx: ExportContext) -> TargetOutput:
         ov_model, extra = quantize_openvino(onnx_path, ctx)
     else:
         ov_model = ov.convert_model(str(onnx_path))
-    save_ir(ov_model, xml, {**ctx.metadata, **{f"quant_{k}": str(v) for k, v in extra.items()}},
+    save_ir(ov_model, xml, {**ctx.metadata, **{k: v if isinstance(v, str) else json.dumps(v, default=str)
+                                                for k, v in extra.items() if k not in ("attempts", "sensitivity")}},
             compress_to_fp16=ctx.precision == "fp16")
     onnx_path.unlink()
     bin_path = xml.with_suffix(".bin")
     # .bin first, so the .xml (what users open) never points at a missing weights file
-    return TargetOutput(xml, [bin_path, xml], OVRunner(xml), extra=extra)
+    files = [bin_path, xml]
+    if ctx.precision == "int8":
+        from .onnx import int8_output
+
+        return int8_output(xml, files, OVRunner(xml), extra)
+    return TargetOutput(xml, files, OVRunner(xml), extra=extra)

@@ -1,0 +1,313 @@
+"""Core ML ``.mlpackage`` (ML Program) for iOS/macOS.
+
+The package takes an **RGB image** (``ImageType``, 224x224) and returns ``prob_fake``
+= P(fake) (plus ``logit``), so Vision/``MLModel`` callers need no preprocessing code:
+``/255`` is the ImageType scale, ``(x - mean) / std`` is folded into one mul + add at
+the top of the graph, and the sigmoid is the last op. Conversion goes through
+``torch.export`` (``ct.convert(exported_program)``).
+
+Precisions: ``fp16`` / ``fp32`` compute precision; ``int8-weights`` compresses the
+weights after conversion with ``coremltools.optimize.coreml`` (per-channel symmetric
+int8, or 6-bit k-means palettization with ``options["coreml_weights"]="palettize"``),
+activations stay fp16; ``int8`` (W8A8) lives in :mod:`msvit.quantize.coreml`.
+
+Core ML models run only on Apple platforms: on Linux the package is verified
+structurally (``ct.utils.load_spec``: I/O, metadata, ops, weight dtypes) and the
+result says ``verified="structure"``; on macOS a runner feeds the images through
+``MLModel.predict`` and the wrapper checks parity as for every other target.
+"""
+from __future__ import annotations
+
+import collections
+import io
+import logging
+import os
+import platform
+import warnings
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..errors import ExportError, ValidationError
+from .core import ExportContext, TargetOutput
+
+INPUT = "image"
+OUTPUT = "prob_fake"
+LOGIT = "logit"
+DEFAULT_DEPLOYMENT_TARGET = "iOS16"
+WEIGHT_MODES = ("linear", "palettize")
+#: ops that decompress weights at load time (iOS16/17 and iOS18 spellings)
+CONSTEXPR_LINEAR = ("constexpr_affine_dequantize", "constexpr_blockwise_shift_scale")
+CONSTEXPR_LUT = ("constexpr_lut_to_dense",)
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """coremltools on Linux logs 'Failed to load _MLModelProxy' (no Core ML runtime),
+    warns about untested torch versions and draws tqdm bars on stderr: keep that out of
+    our output. Exceptions still propagate."""
+    lg = logging.getLogger("coremltools")
+    old = lg.level
+    lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        lg.setLevel(old)
+
+
+def import_ct():
+    with quiet():
+        import coremltools as ct
+    return ct
+
+
+class ImageModel(nn.Module):
+    """[0,1] RGB NCHW -> (P(fake), logit); mean/std folded as ``x * (1/std) + (-mean/std)``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        from ..model.ms_eff_vit import IMAGENET_MEAN, IMAGENET_STD
+
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        self.register_buffer("w", 1.0 / std)
+        self.register_buffer("b", -mean / std)
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logit = self.model(x * self.w + self.b)
+        return torch.sigmoid(logit), logit
+
+
+def deployment_target(ct, name: str | None):
+    name = name or DEFAULT_DEPLOYMENT_TARGET
+    t = getattr(ct.target, str(name), None)
+    if t is None:
+        valid = [n for n in dir(ct.target) if n.startswith(("iOS", "macOS", "watchOS", "tvOS"))]
+        raise ExportError(f"unknown Core ML minimum_deployment_target {name!r}; choose one of: {', '.join(valid)}")
+    return t
+
+
+def convert(model: nn.Module, precision: str = "fp16", target: str | None = None, batch: int = 1):
+    """PyTorch -> in-memory ``MLModel`` (fp16/fp32 compute precision, image in, P(fake) out)."""
+    ct = import_ct()
+    size = int(getattr(model, "img_size", 224))
+    wrapped = ImageModel(model).eval()
+    ex = torch.rand(batch, 3, size, size)
+    try:
+        with quiet():
+            ep = torch.export.export(wrapped, (ex,)).run_decompositions({})
+            return ct.convert(
+                ep,
+                inputs=[ct.ImageType(name=INPUT, shape=(batch, 3, size, size), scale=1 / 255.0, bias=[0.0, 0.0, 0.0],
+                                     color_layout=ct.colorlayout.RGB)],
+                outputs=[ct.TensorType(name=OUTPUT, dtype=np.float32), ct.TensorType(name=LOGIT, dtype=np.float32)],
+                convert_to="mlprogram",
+                compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16,
+                minimum_deployment_target=deployment_target(ct, target),
+            )
+    except ExportError:
+        raise
+    except Exception as e:  # the converter raises a zoo of types; keep the first line
+        raise ExportError(f"Core ML conversion failed: {str(e).splitlines()[0][:300]}") from None
+
+
+def compress_weights(ml, mode: str = "linear"):
+    """int8 per-channel symmetric weights (``linear``) or 6-bit k-means LUT (``palettize``)."""
+    import coremltools.optimize as cto
+
+    if mode not in WEIGHT_MODES:
+        raise ExportError(f"options['coreml_weights'] must be one of {WEIGHT_MODES}, got {mode!r}")
+    with quiet():
+        if mode == "palettize":
+            cfg = cto.coreml.OptimizationConfig(global_config=cto.coreml.OpPalettizerConfig(
+                mode="kmeans", nbits=6, weight_threshold=2048))
+            return cto.coreml.palettize_weights(ml, config=cfg), "palettized 6-bit k-means LUT (weight_threshold 2048)"
+        cfg = cto.coreml.OptimizationConfig(global_config=cto.coreml.OpLinearQuantizerConfig(
+            mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=2048))
+        return (cto.coreml.linear_quantize_weights(ml, config=cfg),
+                "int8 linear symmetric per-channel weights, fp16 activations (weight_threshold 2048)")
+
+
+def annotate(ml, metadata: dict[str, str], size: int) -> None:
+    ml.author = "msvit"
+    ml.license = metadata.get("license", "see the model card of the weights")
+    ml.short_description = (f"{metadata.get('model', 'MS-Eff-ViT')} deepfake detector (MS-Eff-ViT/DeepGuard); "
+                            f"{OUTPUT} = P(fake), fake if >= {metadata.get('threshold', '0.5')}")
+    ml.version = metadata.get("msvit_version", "")
+    ml.input_description[INPUT] = (f"{size}x{size} RGB face crop: longest side resized to {size}, "
+                                   "centred on black padding (normalisation happens inside the model)")
+    ml.output_description[OUTPUT] = "P(fake) = sigmoid(logit), shape (1, 1)"
+    ml.output_description[LOGIT] = "raw logit, shape (1, 1)"
+    for k, v in metadata.items():
+        ml.user_defined_metadata[k] = str(v)
+
+
+def inspect(path: str | os.PathLike) -> dict[str, Any]:
+    """What the package holds, from its spec alone (no Core ML runtime needed)."""
+    ct = import_ct()
+    from coremltools.proto import MIL_pb2
+
+    with quiet():
+        spec = ct.utils.load_spec(str(path))
+    d = spec.description
+    info: dict[str, Any] = {
+        "spec_version": spec.specificationVersion,
+        "inputs": {i.name: i.type.WhichOneof("Type") for i in d.input},
+        "outputs": {o.name: list(o.type.multiArrayType.shape) for o in d.output},
+        "user_defined_metadata": dict(d.metadata.userDefined),
+        "image": None,
+    }
+    if d.input and d.input[0].type.WhichOneof("Type") == "imageType":
+        it = d.input[0].type.imageType
+        info["image"] = {"width": it.width, "height": it.height,
+                         "color_space": ct.proto.FeatureTypes_pb2.ImageFeatureType.ColorSpace.Name(it.colorSpace)}
+    if spec.WhichOneof("Type") != "mlProgram":
+        info["program"] = spec.WhichOneof("Type")
+        return info
+    fn = spec.mlProgram.functions["main"]
+    ops = fn.block_specializations[fn.opset].operations
+    types = collections.Counter(op.type for op in ops)
+    dtypes: collections.Counter = collections.Counter()
+    for op in ops:
+        if op.type == "const" and op.outputs[0].type.tensorType.rank > 0:
+            dtypes[MIL_pb2.DataType.Name(op.outputs[0].type.tensorType.dataType)] += 1
+    info.update(program="mlProgram", opset=fn.opset, n_ops=sum(v for k, v in types.items() if k != "const"),
+                constexpr_ops={k: v for k, v in types.items() if k.startswith("constexpr_")},
+                const_tensor_dtypes=dict(dtypes), op_types=dict(types.most_common(10)))
+    return info
+
+
+def verify_structure(info: dict[str, Any], metadata: dict[str, str], precision: str, size: int,
+                     weights: str = "linear") -> None:
+    """Raise :class:`ValidationError` when the package is not what we meant to build."""
+    problems = []
+    if info.get("inputs") != {INPUT: "imageType"}:
+        problems.append(f"inputs {info.get('inputs')} != {{'{INPUT}': 'imageType'}}")
+    img = info.get("image") or {}
+    if (img.get("width"), img.get("height"), img.get("color_space")) != (size, size, "RGB"):
+        problems.append(f"image input {img} is not {size}x{size} RGB")
+    if OUTPUT not in info.get("outputs", {}):
+        problems.append(f"output {OUTPUT!r} missing (outputs: {list(info.get('outputs', {}))})")
+    md = info.get("user_defined_metadata", {})
+    missing = [k for k in metadata if md.get(k) != str(metadata[k])]
+    if missing:
+        problems.append(f"user_defined_metadata missing/different: {', '.join(sorted(missing)[:8])}")
+    if info.get("program") != "mlProgram":
+        problems.append(f"not an ML Program ({info.get('program')})")
+    else:
+        dt, cx = info.get("const_tensor_dtypes", {}), info.get("constexpr_ops", {})
+        if info.get("n_ops", 0) < 50:
+            problems.append(f"only {info.get('n_ops')} ops: graph looks truncated")
+        if precision == "fp32" and (dt.get("FLOAT16") or not dt.get("FLOAT32")):
+            problems.append(f"fp32 package holds weights {dt}")
+        if precision in ("fp16", "int8-weights", "int8") and dt.get("FLOAT32"):
+            problems.append(f"{precision} package still holds {dt['FLOAT32']} FLOAT32 weight tensors")
+        if precision in ("int8-weights", "int8"):
+            want = CONSTEXPR_LUT if weights == "palettize" else CONSTEXPR_LINEAR
+            if not any(cx.get(k) for k in want):
+                problems.append(f"no compressed weights ({' / '.join(want)}) in {cx or 'the program'}")
+    if problems:
+        raise ValidationError("Core ML package structure check failed: " + "; ".join(problems))
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    ct = import_ct()
+    with quiet():
+        return dict(ct.utils.load_spec(str(path)).description.metadata.userDefined)
+
+
+class CoreMLRunner:
+    """macOS only: float32 NCHW (normalised, as for every runner) -> uint8 RGB images ->
+    ``MLModel.predict`` -> logits (N, 1)."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, compute_units: str = "CPU_ONLY") -> None:
+        ct = import_ct()
+        self.model = ct.models.MLModel(str(path), compute_units=getattr(ct.ComputeUnit, compute_units))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        from PIL import Image
+
+        from ..model.ms_eff_vit import IMAGENET_MEAN, IMAGENET_STD
+
+        mean = np.asarray(IMAGENET_MEAN, np.float32).reshape(1, 3, 1, 1)
+        std = np.asarray(IMAGENET_STD, np.float32).reshape(1, 3, 1, 1)
+        u8 = np.clip(np.rint((x * std + mean) * 255.0), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+        out = []
+        for img in u8:
+            res = self.model.predict({INPUT: Image.fromarray(img, "RGB")})
+            out.append(np.asarray(res[LOGIT], np.float32).reshape(1))
+        return np.stack(out)
+
+
+def load(path: str | os.PathLike, threads: int | None = None) -> CoreMLRunner:
+    if platform.system() != "Darwin":
+        from ..errors import TargetUnavailableError
+
+        raise TargetUnavailableError("Core ML models run only on macOS/iOS")
+    return CoreMLRunner(path, threads)
+
+
+def interface_metadata(size: int, batch: int = 1) -> dict[str, str]:
+    """Core ML's interface differs from the tensor targets': say so in the embedded metadata."""
+    return {
+        "input_name": INPUT,
+        "input_shape": f"{batch}x3x{size}x{size}",
+        "input_format": f"RGB image {size}x{size} (Core ML ImageType); /255 and (x-mean)/std inside the model",
+        "output": f"{OUTPUT} (1,1) = P(fake) = sigmoid(logit); also '{LOGIT}' (1,1)",
+    }
+
+
+def check_shape(ctx: ExportContext) -> None:
+    if ctx.dynamic_batch or ctx.batch != 1:
+        raise ExportError("Core ML export takes one image per prediction (ImageType input): --dynamic-batch and "
+                          "--batch > 1 are not supported for --target coreml; batch on device with "
+                          "MLModel.predictions(from:) / a list of inputs")
+
+
+def finish(ctx: ExportContext, ml, meta: dict[str, str], weights: str = "linear",
+           extra: dict[str, Any] | None = None) -> TargetOutput:
+    """Annotate, save, verify structure; a runner only on macOS."""
+    size = ctx.img_size
+    annotate(ml, meta, size)
+    path = ctx.work_dir / f"{ctx.stem}.mlpackage"
+    with quiet():
+        ml.save(str(path))
+    info = inspect(path)
+    verify_structure(info, meta, ctx.precision, size, weights)
+    structure = {k: info[k] for k in ("inputs", "outputs", "image", "spec_version", "opset", "n_ops",
+                                      "constexpr_ops", "const_tensor_dtypes") if k in info}
+    structure["user_defined_metadata_keys"] = len(info["user_defined_metadata"])
+    out_extra = {"structure": structure, "minimum_deployment_target": meta.get("coreml_deployment_target"),
+                 **(extra or {})}
+    if platform.system() == "Darwin":
+        return TargetOutput(path, [path], CoreMLRunner(path), extra=out_extra,
+                            atol=5e-2 if ctx.precision != "fp32" else 1e-3)
+    return TargetOutput(path, [path], None, extra=out_extra,
+                        note="structure verified (Core ML runs only on macOS/iOS)")
+
+
+def export(ctx: ExportContext) -> TargetOutput:
+    check_shape(ctx)
+    if ctx.precision == "int8":
+        from ..quantize.coreml import quantize_coreml
+
+        return quantize_coreml(ctx)
+    target = ctx.options.get("minimum_deployment_target") or DEFAULT_DEPLOYMENT_TARGET
+    ctx.metadata.update(interface_metadata(ctx.img_size))  # the manifest describes this package's interface
+    meta = {**ctx.metadata, "coreml_deployment_target": str(target)}
+    ml = convert(ctx.model, "fp32" if ctx.precision == "fp32" else "fp16", target)
+    extra: dict[str, Any] = {}
+    weights = "linear"
+    if ctx.precision == "int8-weights":
+        weights = str(ctx.options.get("coreml_weights") or "linear")
+        ml, how = compress_weights(ml, weights)
+        meta["weight_compression"] = how
+        extra["weight_compression"] = how
+    return finish(ctx, ml, meta, weights, extra)
