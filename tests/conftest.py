@@ -52,3 +52,17 @@ def demo_model(demo_weights):
     import msvit
 
     return msvit.ms_eff_vit_b0(weights=demo_weights)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Weights/INT8-plan caches live in a per-run temp dir, never in ~/.cache."""
+    os.environ["MSVIT_CACHE_DIR"] = str(tmp_path_factory.mktemp("msvit-cache"))
+    yield
+
+
+@pytest.fixture(scope="session")
+def eval_set(faces_dir):
+    from msvit.data import load_images
+
+    return load_images(faces_dir / "eval")

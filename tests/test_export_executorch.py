@@ -11,13 +11,6 @@ from msvit.errors import ExportError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def eval_set(faces_dir):
-    from msvit.data import load_images
-
-    return load_images(faces_dir / "eval")
-
-
-@pytest.fixture(scope="module")
 def fp32(demo_model, eval_set, tmp_path_factory):
     from msvit.export import export
 

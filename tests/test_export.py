@@ -1,0 +1,226 @@
+"""msvit-export: ONNX, TensorRT (up to the builder), OpenVINO, TorchScript-mobile;
+parity on real crops, embedded metadata, atomic writes, and every bad input."""
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import msvit
+from msvit.errors import CalibrationError, ExportError
+from msvit.export import export, load_runner
+
+
+def _sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def onnx_fp32(demo_model, eval_set, tmp_path_factory, monkeypatch_module):
+    monkeypatch_module.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    return export(demo_model, "onnx", out_dir=tmp_path_factory.mktemp("onnx"), verify_data=eval_set, log=None)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def test_onnx_fp32_parity_on_real_crops(onnx_fp32, eval_set):
+    r = onnx_fp32
+    assert r.status == "ok" and r.verified == "ran"
+    assert r.parity.n == len(eval_set) == 83
+    assert r.parity.max_abs_logit <= 1e-4 and r.parity.agreement == 1.0
+    assert r.path.name == "ms_eff_vit_b0_fp32.onnx" and r.size_bytes == r.path.stat().st_size
+
+
+def test_onnx_metadata_graph_and_manifest(onnx_fp32, demo_model):
+    import onnx
+
+    from msvit.export.onnx import read_metadata
+
+    proto = onnx.load(str(onnx_fp32.path))
+    onnx.checker.check_model(proto, full_check=True)
+    assert proto.opset_import[0].version >= 17
+    assert [i.name for i in proto.graph.input] == ["image"] and [o.name for o in proto.graph.output] == ["logit"]
+    md = read_metadata(onnx_fp32.path)
+    assert md["weights_sha256"] == demo_model.weights_sha256
+    assert md["model"] == "ms_eff_vit_b0" and md["attn_mode"] == "deepguard" and md["threshold"] == "0.5"
+    assert json.loads(md["mean"]) == [0.485, 0.456, 0.406] and md["input_shape"] == "1x3x224x224"
+    assert md["exported_at"] == "2023-11-14T22:13:20Z" and "onnxruntime_version" in md
+    man = json.loads(onnx_fp32.manifest.read_text())
+    assert man["sha256"][onnx_fp32.path.name] == _sha(onnx_fp32.path)
+    assert man["result"]["parity"]["max_abs_logit"] == onnx_fp32.parity.max_abs_logit
+    assert not list(onnx_fp32.path.parent.glob(".msvit-tmp-*"))  # temp dir cleaned
+
+
+def test_onnx_is_byte_reproducible(onnx_fp32, demo_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    again = export(demo_model, "onnx", out_dir=tmp_path, log=None)
+    assert _sha(again.path) == _sha(onnx_fp32.path)
+
+
+def test_onnx_runner_reload(onnx_fp32, demo_model, eval_set):
+    run = load_runner("onnx", onnx_fp32.path, threads=1)
+    with torch.no_grad():
+        ref = demo_model(torch.from_numpy(eval_set.x[:3])).numpy()
+    np.testing.assert_allclose(np.concatenate([run(eval_set.x[i:i + 1]) for i in range(3)]), ref, atol=1e-4)
+
+
+def test_onnx_fp16_with_dynamic_batch_and_prob(demo_model, eval_set, tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    r = export(demo_model, "onnx", "fp16", tmp_path, dynamic_batch=True, verify_data=eval_set,
+               options={"with_prob": True}, log=None)
+    assert r.status == "ok" and r.path.name == "ms_eff_vit_b0_fp16_dyn.onnx"
+    assert r.parity.max_abs_logit <= 1e-2 and r.parity.agreement >= 0.98
+    proto = onnx.load(str(r.path))
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic batch
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in proto.graph.initializer)
+    sess = ort.InferenceSession(str(r.path), providers=["CPUExecutionProvider"])
+    logit, prob = sess.run(["logit", "prob"], {"image": eval_set.x[:5]})
+    assert logit.shape == prob.shape == (5, 1)
+    np.testing.assert_allclose(prob, 1 / (1 + np.exp(-logit)), atol=1e-3)
+
+
+def test_trt_without_gpu_writes_onnx_and_trtexec_line(demo_model, eval_set, tmp_path):
+    r = export(demo_model, "trt", "fp16", tmp_path, dynamic_batch=True, verify_data=eval_set, strict=False, log=None)
+    assert r.status == "unavailable"
+    assert "no engine built" in r.message and "tensorrt" in r.message.lower() and "\n" not in r.message
+    assert r.path.name == "ms_eff_vit_b0_fp16_dyn_trt10.onnx" and r.path.is_file()  # what the engine builds from
+    assert r.parity.max_abs_logit <= 1e-4  # the FP32 ONNX (TensorRT 10 adds --fp16) verified in onnxruntime
+    cmd = r.extra["trtexec"]
+    assert cmd.startswith("trtexec --onnx=ms_eff_vit_b0_fp16_dyn_trt10.onnx") and "--fp16" in cmd
+    assert "--minShapes=image:1x3x224x224" in cmd and "--maxShapes=image:16x3x224x224" in cmd
+    assert not list(tmp_path.glob("*.engine"))
+    with pytest.raises(msvit.errors.TargetUnavailableError):
+        export(demo_model, "trt", "fp16", tmp_path / "strict", log=None)
+
+
+def test_openvino_fp32_and_metadata(demo_model, eval_set, tmp_path):
+    from msvit.export.openvino import read_metadata
+
+    r = export(demo_model, "openvino", out_dir=tmp_path, verify_data=eval_set, log=None)
+    assert r.status == "ok" and r.parity.max_abs_logit <= 1e-4
+    assert sorted(f.name for f in r.files) == ["ms_eff_vit_b0_fp32.bin", "ms_eff_vit_b0_fp32.xml"]
+    md = read_metadata(r.path)
+    assert md["weights_sha256"] == demo_model.weights_sha256 and md["target"] == "openvino"
+
+
+def test_torchscript_mobile(demo_model, eval_set, tmp_path):
+    from msvit.export.torchscript import read_metadata
+
+    r = export(demo_model, "torchscript", out_dir=tmp_path, verify_data=eval_set, log=None)
+    assert r.status == "ok" and r.path.suffix == ".ptl" and r.parity.max_abs_logit <= 1e-4
+    md = read_metadata(r.path)
+    assert md["weights_sha256"] == demo_model.weights_sha256
+    assert md["mobile_optimized"] in ("true", "false")
+
+
+# ---- bad input: typed errors, nothing half-written ----------------------------------
+
+def test_unknown_target_and_precision(demo_model, tmp_path):
+    with pytest.raises(ExportError, match="unknown target 'tflite'"):
+        export(demo_model, "tflite", out_dir=tmp_path)
+    with pytest.raises(ExportError, match="precision 'fp16' is not available for torchscript"):
+        export(demo_model, "torchscript", "fp16", tmp_path)
+    with pytest.raises(CalibrationError, match="--calib-data"):
+        export(demo_model, "onnx", "int8", tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_b5_refused_where_it_cannot_go(tmp_path):
+    b5 = msvit.ms_eff_vit_b5()
+    with pytest.raises(ExportError, match="cannot hold ms_eff_vit_b5"):
+        export(b5, "torchscript", out_dir=tmp_path)
+
+
+def test_output_dir_not_writable(demo_model, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")  # a file where a folder should be (root ignores chmod, this it cannot)
+    r = export(demo_model, "onnx", out_dir=blocker / "out", strict=False, log=None)
+    assert r.status == "failed" and str(blocker) in r.message
+
+
+def test_disk_full_mid_write_leaves_nothing(demo_model, tmp_path, monkeypatch):
+    import onnx
+
+    real_save = onnx.save
+
+    def full_disk(proto, path, *a, **k):
+        Path(path).write_bytes(b"partial")  # some bytes made it out...
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(onnx, "save", full_disk)
+    with pytest.raises(ExportError, match="disk full"):
+        export(demo_model, "onnx", out_dir=tmp_path, log=None)
+    monkeypatch.setattr(onnx, "save", real_save)
+    assert list(tmp_path.iterdir()) == []  # no artifact, no manifest, no temp dir
+
+
+def test_interrupted_export_publishes_nothing(demo_model, tmp_path, monkeypatch):
+    import onnx
+
+    monkeypatch.setattr(onnx, "save", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        export(demo_model, "onnx", out_dir=tmp_path, log=None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_parity_failure_is_a_typed_error(demo_model, tmp_path, monkeypatch):
+    from msvit.errors import ToleranceError
+    from msvit.export import onnx as onnx_target
+
+    class Broken(onnx_target.OrtRunner):
+        def __call__(self, x):
+            return super().__call__(x) + 0.5
+
+    monkeypatch.setattr(onnx_target, "OrtRunner", Broken)
+    with pytest.raises(ToleranceError, match="atol 0.0001"):
+        export(demo_model, "onnx", out_dir=tmp_path, log=None)
+    r = json.loads((tmp_path / "ms_eff_vit_b0_fp32.onnx.json").read_text())["result"]
+    assert r["status"] == "failed" and r["parity"]["passed"] is False
+
+
+# ---- CLI ------------------------------------------------------------------------------
+
+def test_cli_help_teaches(capsys):
+    from msvit.export.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0
+    for word in ("trtexec", "executorch", "--calib-data", "deprecated", "exit status"):
+        assert word in out
+
+
+def test_cli_bad_inputs_exit_codes(demo_weights, tmp_path, capsys):
+    from msvit.export.cli import main
+
+    assert main(["--target", "onnx", "--precision", "int8", "--weights", str(demo_weights)]) == 2
+    assert "--calib-data" in capsys.readouterr().err
+    assert main(["--target", "torchscript", "--precision", "fp16"]) == 2
+    assert main(["--model", "ms_eff_vit_b5", "--weights", str(demo_weights), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "ms_eff_vit_b0 weights but the model is ms_eff_vit_b5" in err and "Traceback" not in err
+    with pytest.raises(SystemExit):
+        main(["--target", "tflite"])
+
+
+def test_cli_trt_exits_nonzero_with_one_line_reason(demo_weights, tmp_path, capsys):
+    from msvit.export.cli import main
+
+    code = main(["--target", "trt", "--weights", str(demo_weights), "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 3
+    assert "trtexec --onnx=ms_eff_vit_b0_fp16_trt10.onnx" in out and "Traceback" not in out
+    assert (tmp_path / "ms_eff_vit_b0_fp16_trt10.onnx").is_file()

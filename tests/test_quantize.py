@@ -1,0 +1,145 @@
+"""INT8 with calibration and the accuracy guard (onnx, TensorRT Q/DQ, openvino);
+calibration data errors; hashes and caches."""
+from __future__ import annotations
+
+import hashlib
+import shutil
+
+import numpy as np
+import pytest
+
+from msvit.errors import CalibrationError
+from msvit.export import export
+from msvit.quantize import load_calibration, plan_for
+
+
+@pytest.fixture(scope="module")
+def calib(faces_dir):
+    return load_calibration(faces_dir / "calib")
+
+
+def _fp32_metrics(res):
+    g = res.extra["guard"]
+    return g["agreement"], g["auc_drop"]
+
+
+@pytest.fixture(scope="module")
+def onnx_int8(demo_model, calib, eval_set, tmp_path_factory):
+    return export(demo_model, "onnx", "int8", tmp_path_factory.mktemp("q"), calib=calib, verify_data=eval_set,
+                  options={"verify_data": eval_set}, log=None, strict=False)
+
+
+def test_onnx_int8_keeps_decisions(onnx_int8):
+    agreement, auc_drop = _fp32_metrics(onnx_int8)
+    assert onnx_int8.extra["guard"]["n"] == 83
+    assert agreement >= 0.97 and auc_drop <= 0.02
+    assert onnx_int8.extra["quantized_groups"], "nothing was quantized"
+    assert onnx_int8.status == ("ok" if onnx_int8.extra["guard_passed"] else "failed")
+
+
+def test_onnx_int8_is_really_int8_and_self_describing(onnx_int8, calib):
+    import onnx
+
+    from msvit.export.onnx import read_metadata
+
+    proto = onnx.load(str(onnx_int8.path))
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("QuantizeLinear") >= 10 and ops.count("DequantizeLinear") >= 10
+    md = read_metadata(onnx_int8.path)
+    assert md["calib_method"] == "minmax" and md["calib_size"] == str(len(calib.calib)) == "60"
+    assert md["calib_sha256"] == calib.sha256 and "onnxruntime" in md["quant_tool"]
+    assert "backbone.stem" in md["float_groups"]
+
+
+def test_int8_same_inputs_same_artifact(onnx_int8, demo_model, calib, eval_set, tmp_path):
+    again = export(demo_model, "onnx", "int8", tmp_path, calib=calib, options={"verify_data": eval_set},
+                   log=None, strict=False)
+    assert again.extra["plan_cache"] == "hit"
+    h = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (again.path, onnx_int8.path)]
+    assert h[0] == h[1]
+
+
+def test_trt_int8_qdq_onnx_is_symmetric_on_op_inputs(demo_model, calib, eval_set, tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    r = export(demo_model, "trt", "int8", tmp_path, calib=calib, options={"verify_data": eval_set}, log=None,
+               strict=False)
+    assert r.status == "unavailable" and r.path.name.endswith("_trt10.onnx")
+    assert "--stronglyTyped" in r.extra["trtexec"] and "--int8" not in r.extra["trtexec"]
+    assert r.extra["guard"]["agreement"] >= 0.97
+    proto = onnx.load(str(r.path))
+    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    zps = [inits[n.input[2]] for n in proto.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2]
+    assert zps and all(z.dtype == np.int8 and not z.any() for z in zps)  # symmetric int8 activations
+    producers = {o: n.op_type for n in proto.graph.node for o in n.output}
+    for n in proto.graph.node:
+        if n.op_type == "QuantizeLinear":  # Q/DQ sit on op inputs, never on a quantized op's output
+            assert producers.get(n.input[0]) not in ("Conv", "MatMul", "Gemm")
+
+
+def test_openvino_int8(demo_model, calib, eval_set, tmp_path):
+    from msvit.export.openvino import read_metadata
+
+    r = export(demo_model, "openvino", "int8", tmp_path, calib=calib, verify_data=eval_set,
+               options={"verify_data": eval_set}, log=None, strict=False)
+    agreement, auc_drop = _fp32_metrics(r)
+    assert agreement >= 0.97 and auc_drop <= 0.02
+    md = read_metadata(r.path)
+    assert md["calib_sha256"] == calib.sha256 and "nncf" in md["quant_tool"]
+
+
+# ---- calibration data ------------------------------------------------------------------
+
+def test_changed_image_changes_hash_and_recalibrates(demo_model, faces_dir, tmp_path):
+    src = sorted((faces_dir / "calib" / "fake").glob("*.jpg"))[:5] + sorted((faces_dir / "calib" / "real").glob("*.jpg"))[:5]
+    d = tmp_path / "cal"
+    d.mkdir()
+    for p in src:
+        shutil.copy(p, d / p.name)
+    a = load_calibration(d, holdout_fraction=0)
+    plan1, info1 = plan_for(demo_model, a, "minmax", 0.02, False)
+    _, info2 = plan_for(demo_model, load_calibration(d, holdout_fraction=0), "minmax", 0.02, False)
+    assert (info1["plan_cache"], info2["plan_cache"]) == ("miss", "hit")
+    shutil.copy(src[0], d / src[1].name)  # one image replaced by another
+    b = load_calibration(d, holdout_fraction=0)
+    assert b.sha256 != a.sha256
+    _, info3 = plan_for(demo_model, b, "minmax", 0.02, False)
+    assert info3["plan_cache"] == "miss" and info3["plan_key"] != info1["plan_key"]
+    _, info4 = plan_for(demo_model, a if False else b, "percentile", 0.02, False)
+    assert info4["plan_key"] != info3["plan_key"]  # the method is part of the key too
+
+
+def test_calibration_data_errors(tmp_path, faces_dir):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CalibrationError, match="no files found"):
+        load_calibration(empty)
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    for i in range(10):
+        (junk / f"{i}.txt").write_text("hello")
+        (junk / f"{i}.jpg").write_text("not a jpeg")
+    with pytest.raises(CalibrationError, match="none of 20 files is a readable image"):
+        load_calibration(junk)
+    few = tmp_path / "few"
+    few.mkdir()
+    for p in sorted((faces_dir / "calib" / "real").glob("*.jpg"))[:3]:
+        shutil.copy(p, few / p.name)
+    (few / "notes.txt").write_text("skipped and counted")
+    with pytest.raises(CalibrationError, match="only 3 readable image"):
+        load_calibration(few)
+    with pytest.raises(CalibrationError, match="at least 8"):
+        load_calibration(faces_dir / "calib", calib_size=4)
+
+
+def test_skipped_files_are_counted(tmp_path, faces_dir):
+    d = tmp_path / "mixed"
+    d.mkdir()
+    for p in sorted((faces_dir / "calib" / "real").glob("*.jpg"))[:10]:
+        shutil.copy(p, d / p.name)
+    (d / "broken.png").write_bytes(b"\x89PNG broken")
+    (d / "readme.md").write_text("x")
+    with pytest.warns(UserWarning, match="< 100"):
+        c = load_calibration(d)
+    assert c.describe()["calib_skipped"] == 2 and len(c.calib) + len(c.holdout or []) == 10
