@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .core import ExportContext, TargetOutput
+from ..quantize import RUN_ONLY_KEYS
 from .onnx import export_fp32_onnx
 
 
@@ -70,7 +71,7 @@ def export(ctx: ExportContext) -> TargetOutput:
     else:
         ov_model = ov.convert_model(str(onnx_path))
     save_ir(ov_model, xml, {**ctx.metadata, **{k: v if isinstance(v, str) else json.dumps(v, default=str)
-                                                for k, v in extra.items() if k not in ("attempts", "sensitivity")}},
+                                                for k, v in extra.items() if k not in RUN_ONLY_KEYS}},
             compress_to_fp16=ctx.precision == "fp16")
     onnx_path.unlink()
     bin_path = xml.with_suffix(".bin")

@@ -23,6 +23,10 @@ __all__ = ["Budget", "CalibrationSet", "GuardReport", "GuardResult", "METHODS", 
            "budget_from", "group_of", "load_calibration", "plan_for", "quantize_with_guard", "verify_set",
            "weights_fingerprint"]
 
+#: Facts about a quantization *run* (cache state, per-attempt logs): manifest only, never
+#: embedded, so the same inputs give the same artifact bytes.
+RUN_ONLY_KEYS = ("attempts", "sensitivity", "plan_cache")
+
 #: Default calibration method per target, chosen by measurement on the real crops (README).
 DEFAULT_METHOD = {"onnx": "minmax", "trt": "minmax", "openvino": "minmax", "executorch": "minmax",
                   "coreml": "minmax"}

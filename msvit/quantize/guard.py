@@ -8,7 +8,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..metrics import accuracy_metrics, agreement_metrics, probs
+from ..metrics import agreement_metrics, label_metrics
 from .sensitivity import QuantPlan
 
 Runner = Callable[[np.ndarray], np.ndarray]
@@ -48,11 +48,12 @@ def evaluate(fp32_logits: np.ndarray, runner: Runner, x: np.ndarray, labels: np.
              data: str, batch: int = 1) -> GuardReport:
     from ..export.validate import run_batched
 
-    p_ref, p = probs(fp32_logits), probs(run_batched(runner, x, batch))
-    agr = agreement_metrics(p_ref, p)
+    logits = run_batched(runner, x, batch)
+    agr = agreement_metrics(fp32_logits, logits)
+    agr.pop("max_abs_dlogit")
     rep = GuardReport(n=len(x), data=data, **agr)
     if labels is not None:
-        rep.fp32, rep.int8 = accuracy_metrics(p_ref, labels), accuracy_metrics(p, labels)
+        rep.fp32, rep.int8 = label_metrics(fp32_logits, labels), label_metrics(logits, labels)
         if rep.fp32["auc"] is not None:
             rep.auc_drop = rep.fp32["auc"] - rep.int8["auc"]
     if rep.agreement < budget.min_agreement:

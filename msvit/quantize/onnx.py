@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import DEFAULT_METHOD, budget_from, plan_for, quantize_with_guard, verify_set
+from . import DEFAULT_METHOD, RUN_ONLY_KEYS, budget_from, plan_for, quantize_with_guard, verify_set
 
 _FQN = re.compile(r"^([A-Za-z_][\w]*(?:\.[\w]+)+?)\.(weight|bias)(?:_bias)?$")
 
@@ -135,7 +135,7 @@ def quantize_onnx(fp32: Path, out: Path, ctx, for_tensorrt: bool = False) -> dic
     }
     q = onnx.load(str(res.artifact))
     set_metadata(q, {**ctx.metadata, **{k: v if isinstance(v, str) else _j(v) for k, v in info.items()
-                                         if k not in ("attempts", "sensitivity")}})
+                                         if k not in RUN_ONLY_KEYS}})
     onnx.save(q, str(out))
     for f in ctx.work_dir.glob("int8-attempt*.onnx"):
         f.unlink()
