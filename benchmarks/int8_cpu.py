@@ -41,6 +41,8 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     ap.add_argument("--iters", type=int, default=50)
     ap.add_argument("--targets", default="onnx,openvino,executorch")
+    ap.add_argument("--compare-methods", action="store_true",
+                    help="instead: INT8 accuracy per calibration method (what picks the default)")
     args = ap.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="msvit-int8-"))
     model = msvit.ms_eff_vit_b0(weights=args.weights)
@@ -48,6 +50,8 @@ def main() -> None:
     ev = load_images(args.eval)
     with torch.no_grad():
         ref = model(torch.from_numpy(ev.x)).numpy()
+    if args.compare_methods:
+        return compare_methods(model, cal, ev, ref, out, args.targets.split(","))
     x1 = ev.x[:1]
     rows = []
     torch.set_num_threads(1)
@@ -86,6 +90,23 @@ def main() -> None:
         f = base.get((t, "fp32"), (a, b))
         print(f"| {t} | {p} | {a:.1f} | {b:.1f} | {f[0] / a:.2f}× / {f[1] / b:.2f}× | {agr:.3f} | {dp:.3f} | "
               f"{auc:.3f} | {note} |")
+
+
+def compare_methods(model, cal, ev, ref, out: Path, targets: list[str]) -> None:
+    methods = {"onnx": ("minmax", "percentile", "entropy"), "openvino": ("minmax", "percentile"),
+               "executorch": ("minmax",)}
+    print("\n| target | calib method | agreement | max abs dP | mean abs dP | AUC | INT8 groups | guard |")
+    print("|---|---|---|---|---|---|---|---|")
+    for target in targets:
+        for method in methods.get(target, ()):
+            # guard off (one attempt) so each method's own plan is compared as chosen
+            r = export(model, target, "int8", out / method, calib=cal, strict=False, log=None,
+                       options={"verify_data": ev, "calib_method": method, "max_attempts": 1})
+            p = np.concatenate([load_runner(target, r.path)(ev.x[i:i + 1]) for i in range(len(ev))])
+            a = agreement_metrics(ref, p)
+            print(f"| {target} | {method} | {a['agreement']:.3f} | {a['max_abs_dprob']:.3f} | "
+                  f"{a['mean_abs_dprob']:.4f} | {label_metrics(p, ev.labels)['auc']:.3f} | "
+                  f"{len(r.extra.get('quantized_groups', []))} | {'✅' if r.ok else '❎'} |")
 
 
 if __name__ == "__main__":

@@ -70,3 +70,17 @@ class AccuracyGuardError(MsvitError):
     """A quantized artifact could not meet the accuracy budget."""
 
     exit_code = 4
+
+
+def run_cli(fn, args, interrupted: str = "interrupted") -> int:
+    """CLI entry wrapper: an expected failure prints one line and its exit code, never a traceback."""
+    import sys
+
+    try:
+        return fn(args)
+    except MsvitError as e:
+        print(f"❌ {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(interrupted, file=sys.stderr)
+        return 130

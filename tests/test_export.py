@@ -134,6 +134,8 @@ def test_unknown_target_and_precision(demo_model, tmp_path):
         export(demo_model, "torchscript", "fp16", tmp_path)
     with pytest.raises(CalibrationError, match="--calib-data"):
         export(demo_model, "onnx", "int8", tmp_path)
+    with pytest.raises(ExportError, match="use --target executorch --precision int8"):
+        export(demo_model, "torchscript", "int8", tmp_path)
     assert not list(tmp_path.iterdir())
 
 

@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import MsvitError
+from ..errors import MsvitError, run_cli
 from ..export.targets import PRECISIONS, TARGETS
 
 EPILOG = textwrap.dedent("""\
@@ -64,15 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return _run(args)
-    except MsvitError as e:
-        print(f"❌ {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_cli(_run, build_parser().parse_args(argv))
 
 
 def _split(s: str | None) -> list[str] | None:

@@ -87,6 +87,9 @@ def export(
     """
     t = get_target(target)
     precision = precision or t.default_precision
+    if t.name == "torchscript" and precision == "int8":
+        raise ExportError("torchscript has no supported INT8 path in this torch (eager-mode quantization is "
+                          "deprecated): use --target executorch --precision int8 for INT8 on mobile")
     if precision not in t.precisions:
         raise ExportError(f"precision {precision!r} is not available for {t.name}; "
                           f"choose one of: {', '.join(t.precisions)}")

@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import MsvitError
+from ..errors import MsvitError, run_cli
 from .targets import PRECISIONS, TARGETS
 
 EPILOG = textwrap.dedent("""\
@@ -84,15 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return _run(args)
-    except MsvitError as e:
-        print(f"❌ {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("interrupted: nothing was published for the target in progress", file=sys.stderr)
-        return 130
+    return run_cli(_run, build_parser().parse_args(argv), "interrupted: nothing was published for the target in progress")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -101,7 +93,8 @@ def _run(args: argparse.Namespace) -> int:
     from . import export, resolve_verify_data
 
     names = list(T) if args.target == "all" else [args.target]
-    if args.precision and args.target != "all" and args.precision not in T[args.target].precisions:
+    if args.precision and args.target != "all" and args.precision not in T[args.target].precisions \
+            and not (args.target == "torchscript" and args.precision == "int8"):  # export() explains that one
         raise MsvitError(f"precision {args.precision!r} is not available for {args.target}; "
                          f"choose one of: {', '.join(T[args.target].precisions)}")
     if args.precision == "int8" and not args.calib_data:

@@ -48,7 +48,9 @@ def load(path: str | os.PathLike, threads: int | None = None) -> LiteRunner:
 def export(ctx: ExportContext) -> TargetOutput:
     path = ctx.work_dir / f"{ctx.stem}.ptl"
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # torch.jit itself is deprecated upstream (said once in --help, not on every export)
+        for cat in (torch.jit.TracerWarning, FutureWarning, DeprecationWarning):
+            warnings.simplefilter("ignore", cat)
         traced = torch.jit.trace(ctx.model.eval(), ctx.example(), strict=True)
     note = ""
     if xnnpack.enabled:
@@ -59,6 +61,9 @@ def export(ctx: ExportContext) -> TargetOutput:
         note = "optimize_for_mobile skipped: this torch build has no XNNPACK"
         warnings.warn(note, stacklevel=2)
     meta = {**ctx.metadata, "mobile_optimized": str(not note).lower()}
-    traced._save_for_lite_interpreter(str(path), _extra_files={METADATA_FILE: json.dumps(meta, indent=1)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        traced._save_for_lite_interpreter(str(path), _extra_files={METADATA_FILE: json.dumps(meta, indent=1)})
     return TargetOutput(path, [path], LiteRunner(path), note=note,
                         extra={"mobile_optimized": not note})

@@ -60,7 +60,8 @@ def plan_for(model: torch.nn.Module, calib: CalibrationSet, method: str, budget:
             pass  # unreadable cache entry: recompute
     if log:
         log(f"  INT8 sensitivity analysis on {len(calib.calib)} calibration images ({method})...")
-    plan = analyse(model, calib.calib.x, method=method, budget=budget, symmetric_act=symmetric_act)
+    plan = analyse(model, calib.calib.x, method=method, budget=budget, symmetric_act=symmetric_act,
+                   progress=log is not None)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")

@@ -126,7 +126,7 @@ def quantize_onnx(fp32: Path, out: Path, ctx, for_tensorrt: bool = False) -> dic
         return OrtRunner(dst), dst
 
     res = quantize_with_guard(ctx.model, plan, build, vx, vy, vname, budget, batch=batch if not ctx.dynamic_batch
-                              else 1, log=log)
+                              else 1, log=log, max_attempts=int(ctx.options.get("max_attempts", 4)))
     info = {
         "quant_tool": f"onnxruntime.quantization.quantize_static {version('onnxruntime')}",
         "quant_format": "QDQ on op inputs, per-channel int8 weights, " + (

@@ -60,7 +60,8 @@ def quantize_openvino(onnx_path, ctx) -> tuple[Any, dict[str, Any]]:
         ov.save_model(qm, str(xml), compress_to_fp16=False)
         return OVRunner(xml), qm
 
-    res = quantize_with_guard(ctx.model, plan, build, vx, vy, vname, budget, batch=ctx.batch, log=log)
+    res = quantize_with_guard(ctx.model, plan, build, vx, vy, vname, budget, batch=ctx.batch, log=log,
+                              max_attempts=int(ctx.options.get("max_attempts", 4)))
     for f in ctx.work_dir.glob("int8-attempt*"):
         f.unlink()
     info = {"quant_tool": f"nncf.quantize {version('nncf')} (MIXED preset, Conv/MatMul allow-list)",
