@@ -135,12 +135,13 @@ def write_plot(rep: BenchReport, path: str | os.PathLike) -> Path:
     key, ylabel = ("auc", "ROC AUC") if labelled else ("agreement", "agreement with PyTorch FP32 @0.5")
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     pts = [r for r in rep.rows if r.latency and getattr(r, key) is not None]
-    for r in pts:
+    for i, r in enumerate(pts):
         L, y = r.latency, getattr(r, key)
         ax.hlines(y, L["p90_ms"], L["p99_ms"], colors="grey", linewidth=2, alpha=0.7)
         ax.plot([L["p50_ms"]], [y], "o", ms=8, label=f"{r.name} {r.precision}" + ("" if r.status == "ok" else " (check failed)"))
-        ax.annotate(f"{r.name} {r.precision}", (L["p50_ms"], y), textcoords="offset points", xytext=(6, 6),
-                    fontsize=8)
+        # rows often share y (same AUC): stagger labels so they do not print over each other
+        ax.annotate(f"{r.name} {r.precision}", (L["p50_ms"], y), textcoords="offset points",
+                    xytext=(6, 8 + 11 * (i % 4)), fontsize=8, arrowprops={"arrowstyle": "-", "lw": 0.5})
     budget = rep.settings.get("realtime_budget_ms", 1000.0 / 30)
     ax.axvline(budget, color="red", linestyle="--", linewidth=1,
                label=f"real-time budget {budget:.1f} ms ({rep.settings.get('fps', 30):g} fps)")

@@ -10,6 +10,7 @@ ONNX, whose Conv/MatMul node names map to torch modules through their weight nam
 """
 from __future__ import annotations
 
+import logging
 from importlib.metadata import version
 from typing import Any
 
@@ -60,8 +61,15 @@ def quantize_openvino(onnx_path, ctx) -> tuple[Any, dict[str, Any]]:
         ov.save_model(qm, str(xml), compress_to_fp16=False)
         return OVRunner(xml), qm
 
-    res = quantize_with_guard(ctx.model, plan, build, vx, vy, vname, budget, batch=ctx.batch, log=log,
-                              max_attempts=int(ctx.options.get("max_attempts", 4)))
+    # NNCF logs one INFO line per op of the ignored scope (thousands): keep it to warnings
+    nncf_log = logging.getLogger("nncf")
+    level = nncf_log.level
+    nncf_log.setLevel(logging.WARNING)
+    try:
+        res = quantize_with_guard(ctx.model, plan, build, vx, vy, vname, budget, batch=ctx.batch, log=log,
+                                  max_attempts=int(ctx.options.get("max_attempts", 4)))
+    finally:
+        nncf_log.setLevel(level)
     for f in ctx.work_dir.glob("int8-attempt*"):
         f.unlink()
     info = {"quant_tool": f"nncf.quantize {version('nncf')} (MIXED preset, Conv/MatMul allow-list)",
