@@ -85,24 +85,20 @@ def clocks_locked(root: str | os.PathLike = "/") -> tuple[bool | None, str]:
     This is what ``jetson_clocks`` sets; None when no frequency files are readable.
     """
     root = Path(root)
+    # (label, min file, max file, unit) per clock domain: every CPU's cpufreq, the GPU devfreq
+    domains = [(d.parent.name, d / "scaling_min_freq", d / "scaling_max_freq", "kHz")
+               for d in sorted((root / "sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq"))]
+    domains += [(f"GPU {d.name}", d / "min_freq", d / "max_freq", "Hz")
+                for d in sorted((root / "sys/class/devfreq").glob("*")) if _DEVFREQ_GPU.search(d.name)]
     loose: list[str] = []
     seen = 0
-    for d in sorted((root / "sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq")):
-        lo, hi = _read(d / "scaling_min_freq"), _read(d / "scaling_max_freq")
+    for label, lo_f, hi_f, unit in domains:
+        lo, hi = _read(lo_f), _read(hi_f)
         if lo is None or hi is None:
             continue
         seen += 1
         if lo != hi:
-            loose.append(f"{d.parent.name} {lo}-{hi} kHz")
-    for d in sorted((root / "sys/class/devfreq").glob("*")):
-        if not _DEVFREQ_GPU.search(d.name):
-            continue
-        lo, hi = _read(d / "min_freq"), _read(d / "max_freq")
-        if lo is None or hi is None:
-            continue
-        seen += 1
-        if lo != hi:
-            loose.append(f"GPU {d.name} {lo}-{hi} Hz")
+            loose.append(f"{label} {lo}-{hi} {unit}")
     if not seen:
         return None, "no cpufreq/devfreq files readable"
     if loose:
