@@ -21,7 +21,7 @@ from .validate import ParityReport, compare
 
 __all__ = [
     "ExportContext", "ExportResult", "ParityReport", "PRECISIONS", "TARGETS", "Target", "TargetOutput",
-    "artifact_stem", "compare", "export", "load_runner", "resolve_verify_data",
+    "artifact_stem", "check_request", "compare", "export", "load_runner", "resolve_verify_data",
 ]
 
 
@@ -64,6 +64,20 @@ def load_runner(target: str, path: str | os.PathLike, threads: int | None = None
     return _module(t).load(path, threads=threads)
 
 
+def check_request(t: Target, precision: str, calib_given: bool) -> None:
+    """Validate target x precision (x calibration) before any work: shared by export() and the CLI,
+    which calls it before building the model or downloading weights."""
+    if t.name == "torchscript" and precision == "int8":
+        raise ExportError("torchscript has no supported INT8 path in this torch (eager-mode quantization is "
+                          "deprecated): use --target executorch --precision int8 for INT8 on mobile")
+    if precision not in t.precisions:
+        raise ExportError(f"precision {precision!r} is not available for {t.name}; "
+                          f"choose one of: {', '.join(t.precisions)}")
+    if precision == "int8" and not calib_given:
+        raise CalibrationError("--precision int8 needs calibration images: pass --calib-data DIR "
+                               "(a folder of face crops; real/ and fake/ subfolders enable the accuracy guard)")
+
+
 def export(
     model: nn.Module,
     target: str = "onnx",
@@ -87,21 +101,13 @@ def export(
     """
     t = get_target(target)
     precision = precision or t.default_precision
-    if t.name == "torchscript" and precision == "int8":
-        raise ExportError("torchscript has no supported INT8 path in this torch (eager-mode quantization is "
-                          "deprecated): use --target executorch --precision int8 for INT8 on mobile")
-    if precision not in t.precisions:
-        raise ExportError(f"precision {precision!r} is not available for {t.name}; "
-                          f"choose one of: {', '.join(t.precisions)}")
+    check_request(t, precision, calib_given=calib is not None)
     if batch < 1:
         raise ExportError(f"--batch must be >= 1, got {batch}")
     variant = getattr(model, "variant", "")
     if variant == "ms_eff_vit_b5" and not t.holds_b5:
         raise ExportError(f"{t.title} cannot hold ms_eff_vit_b5 ({t.note or 'not supported'}); "
                           "export b5 to onnx, trt, openvino, coreml or executorch")
-    if precision in ("int8",) and calib is None:
-        raise CalibrationError("--precision int8 needs calibration images: pass --calib-data DIR "
-                               "(a folder of face crops, real/ and fake/ subfolders welcome)")
     model.eval()
     meta = build_metadata(model, t, precision, batch, dynamic_batch)
     ctx = ExportContext(model=model, target=t, precision=precision, out_dir=Path(out_dir),

@@ -90,18 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from ..model import create_model
     from . import TARGETS as T
-    from . import export, resolve_verify_data
+    from . import check_request, export, resolve_verify_data
 
     names = list(T) if args.target == "all" else [args.target]
-    if args.precision and args.target != "all" and args.precision not in T[args.target].precisions \
-            and not (args.target == "torchscript" and args.precision == "int8"):  # export() explains that one
-        raise MsvitError(f"precision {args.precision!r} is not available for {args.target}; "
-                         f"choose one of: {', '.join(T[args.target].precisions)}")
-    if args.precision == "int8" and not args.calib_data:
-        from ..errors import CalibrationError
-
-        raise CalibrationError("--precision int8 needs calibration images: pass --calib-data DIR "
-                               "(a folder of face crops; real/ and fake/ subfolders enable the accuracy guard)")
+    if args.precision and args.target != "all":  # fail before building the model or downloading weights
+        check_request(T[args.target], args.precision, calib_given=bool(args.calib_data))
     model = create_model(args.model, weights=args.weights, pretrained=bool(args.pretrained),
                          dataset=args.pretrained or "celeb_df_v2", attn_mode=args.attn_mode)
     calib = None

@@ -107,5 +107,4 @@ def quantize_with_guard(model: torch.nn.Module, plan: QuantPlan, build: Callable
             break
         worst = max(plan.quantized, key=lambda g: plan.sensitivity[g])
         plan = plan.keep_float(worst)
-    best.attempts = attempts
     return best
