@@ -143,3 +143,15 @@ def test_cli_end_to_end(onnx_dir, demo_weights, tmp_path):
 
     with Image.open(png) as im:  # matplotlib stamps its name in the PNG text chunk
         assert "matplotlib" in im.info.get("Software", "").lower() and im.size[0] > 100
+
+
+def test_cpu_int8_features_from_cpuinfo():
+    from msvit.bench.env import cpu_int8_features
+
+    zen3 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma vaes\n"
+    sapphire = "flags\t\t: avx2 avx512f avx512_vnni amx_int8 avx_vnni\n"
+    graviton = "Features\t: fp asimd asimddp sha512 i8mm bf16\n"
+    assert cpu_int8_features(zen3) == []
+    assert cpu_int8_features(sapphire) == ["avx512_vnni", "avx_vnni", "amx_int8"]
+    assert cpu_int8_features(graviton) == ["asimddp", "i8mm"]
+    assert isinstance(cpu_int8_features(), list)  # this machine's, whatever it has

@@ -53,6 +53,28 @@ def test_onnx_int8_is_really_int8_and_self_describing(onnx_int8, calib):
     assert "backbone.stem" in md["float_groups"]
 
 
+def test_onnx_int8_cpu_flavour_quantizes_what_onnxruntime_runs_in_int8(onnx_int8, tmp_path):
+    """Q/DQ feed only MatMul/Gemm (an input-only Q/DQ Conv runs as a float Conv in onnxruntime,
+    slower than FP32), and onnxruntime really fuses them into integer kernels."""
+    import onnx
+    import onnxruntime as ort
+
+    proto = onnx.load(str(onnx_int8.path))
+    producers = {o: n.op_type for n in proto.graph.node for o in n.output}
+    consumers: dict[str, set[str]] = {}
+    for n in proto.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, set()).add(n.op_type)
+    act_dq = [n for n in proto.graph.node if n.op_type == "DequantizeLinear" and producers.get(n.input[0]) == "QuantizeLinear"]
+    assert act_dq and all(consumers[dq.output[0]] <= {"MatMul", "Gemm"} for dq in act_dq)
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    ort.InferenceSession(str(onnx_int8.path), so, providers=["CPUExecutionProvider"])
+    fused = [n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node]
+    assert sum(op in ("QGemm", "MatMulIntegerToFloat", "QLinearMatMul") for op in fused) == len(act_dq)
+
+
 def test_int8_same_inputs_same_artifact(onnx_int8, demo_model, calib, eval_set, tmp_path, monkeypatch):
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     again = export(demo_model, "onnx", "int8", tmp_path, calib=calib, options={"verify_data": eval_set},
@@ -151,3 +173,23 @@ def test_skipped_files_are_counted(tmp_path, faces_dir):
     with pytest.warns(UserWarning, match="< 100"):
         c = load_calibration(d)
     assert c.describe()["calib_skipped"] == 2 and len(c.calib) + len(c.holdout or []) == 10
+
+
+def test_guard_gates_on_agreement_auc_and_max_dprob():
+    from msvit.quantize.guard import Budget, evaluate
+
+    rng = np.random.default_rng(0)
+    fp32 = rng.normal(0, 2, (40, 1)).astype(np.float32)
+    labels = (fp32[:, 0] > 0).astype(np.int64)
+    fp32[0, 0] = 0.05  # one confident-enough image stays on its side but moves a lot in P
+    moved = fp32.copy()
+    moved[0, 0] = 0.9  # P 0.512 -> 0.711: same decision, |ΔP| 0.2
+    idx = np.arange(40, dtype=np.float32).reshape(40, 1, 1, 1)  # "images" that index the logit tables
+    rep = evaluate(fp32, lambda x: moved[x[:, 0, 0, 0].astype(int)], idx, labels, Budget(), "synthetic")
+    assert rep.agreement == 1.0 and not rep.passed and any("max|ΔP|" in r for r in rep.reasons)
+    assert evaluate(fp32, lambda x: moved[x[:, 0, 0, 0].astype(int)], idx, labels, Budget(max_dprob=0.25),
+                    "synthetic").passed
+    flipped = fp32.copy()
+    flipped[:2, 0] *= -1
+    rep = evaluate(fp32, lambda x: flipped[x[:, 0, 0, 0].astype(int)], idx, labels, Budget(max_dprob=1.0), "synthetic")
+    assert rep.agreement == 0.95 and any("agreement" in r for r in rep.reasons)

@@ -30,6 +30,27 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+#: CPU features that int8 kernels need to beat fp32 (oneDNN, MLAS, XNNPACK); AVX2 alone
+#: multiplies u8*s8 through 16-bit pairs (vpmaddubsw) and gains little over FMA fp32.
+INT8_FEATURES = ("avx512_vnni", "avx_vnni", "avx_vnni_int8", "amx_int8", "asimddp", "i8mm")
+
+
+def cpu_int8_features(cpuinfo: str | None = None) -> list[str]:
+    """The INT8_FEATURES this CPU reports (Linux /proc/cpuinfo flags / Features); [] elsewhere."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return []
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, _, val = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            flags.update(val.split())
+    return [f for f in INT8_FEATURES if f in flags]
+
+
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for dist in BACKENDS:
@@ -67,6 +88,7 @@ def collect(threads: int | None, device: str) -> dict[str, Any]:
         "os": platform.platform(),
         "machine": platform.machine(),
         "cpu": cpu_name(),
+        "cpu_int8_features": cpu_int8_features(),
         "cpu_cores_logical": os.cpu_count(),
         "cpu_cores_physical": physical,
         "cpu_cores_usable": affinity,

@@ -64,7 +64,8 @@ def env_lines(rep: BenchReport) -> list[str]:
     gpu = e["gpu"]["name"] if e.get("gpu") else "none"
     v = ", ".join(f"{k} {val}" for k, val in e["versions"].items())
     lines = [f"CPU {e['cpu']} ({e['cpu_cores_physical']} physical / {e['cpu_cores_logical']} logical cores, "
-             f"{e['cpu_cores_usable']} usable) · GPU {gpu} · {e['os']}",
+             f"{e['cpu_cores_usable']} usable; int8 features: {', '.join(e.get('cpu_int8_features') or []) or 'none'})"
+             f" · GPU {gpu} · {e['os']}",
              f"threads {s['threads']} (torch, ORT intra-op, OpenVINO) · device {s['device']} · batch {s['batch']} · "
              f"{s['warmup']} warm-up + >= {s['iters']} runs" + (f" / >= {s['min_time_s']:g} s" if s['min_time_s'] else "")
              + f" · real-time budget {s['realtime_budget_ms']:.1f} ms (p99 @ {s['fps']:g} fps) · {e['date']}",

@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="activation range method (default: the measured best per target, see README)")
     q.add_argument("--max-auc-drop", type=float, default=0.005, help="accuracy guard: max AUC drop vs FP32")
     q.add_argument("--min-agreement", type=float, default=0.99, help="accuracy guard: min decision agreement")
+    q.add_argument("--max-dprob", type=float, default=0.05,
+                   help="accuracy guard: max |P(fake) INT8 - P(fake) FP32| on any verify image (default 0.05)")
     t = p.add_argument_group("target options")
     t.add_argument("--trt-version", default=None, help="plan for TensorRT 10 or 11 (default: installed, else 10)")
     t.add_argument("--min-deployment-target", default="iOS16", help="Core ML minimum deployment target")
@@ -105,7 +107,7 @@ def _run(args: argparse.Namespace) -> int:
     verify = resolve_verify_data(args.verify_data, model.img_size)
     options = {"with_prob": args.prob, "trt_version": args.trt_version, "max_batch": args.max_batch,
                "minimum_deployment_target": args.min_deployment_target, "calib_method": args.calib_method,
-               "max_auc_drop": args.max_auc_drop, "min_agreement": args.min_agreement,
+               "max_auc_drop": args.max_auc_drop, "min_agreement": args.min_agreement, "max_dprob": args.max_dprob,
                "verify_data": args.verify_data}
     results = []
     for name in names:

@@ -74,7 +74,7 @@ def plan_for(model: torch.nn.Module, calib: CalibrationSet, method: str, budget:
 
 def budget_from(options: dict[str, Any]) -> Budget:
     b = Budget()
-    for k in ("min_agreement", "max_auc_drop", "max_prob_delta"):
+    for k in ("min_agreement", "max_auc_drop", "max_prob_delta", "max_dprob"):
         if options.get(k) is not None:
             setattr(b, k, float(options[k]))
     return b

@@ -18,7 +18,8 @@ Runner = Callable[[np.ndarray], np.ndarray]
 class Budget:
     min_agreement: float = 0.99
     max_auc_drop: float = 0.005
-    max_prob_delta: float = 0.02  # sensitivity search budget (simulated), not a pass/fail gate
+    max_prob_delta: float = 0.02  # sensitivity search budget (simulated)
+    max_dprob: float = 0.05  # gate on the real artifact: a backend kernel can err far beyond the simulation
 
 
 @dataclass
@@ -58,6 +59,8 @@ def evaluate(fp32_logits: np.ndarray, runner: Runner, x: np.ndarray, labels: np.
             rep.auc_drop = rep.fp32["auc"] - rep.int8["auc"]
     if rep.agreement < budget.min_agreement:
         rep.reasons.append(f"agreement {rep.agreement:.3f} < {budget.min_agreement}")
+    if rep.max_abs_dprob > budget.max_dprob:
+        rep.reasons.append(f"max|ΔP| {rep.max_abs_dprob:.3f} > {budget.max_dprob}")
     if rep.auc_drop is not None and rep.auc_drop > budget.max_auc_drop:
         rep.reasons.append(f"AUC drop {rep.auc_drop:.4f} > {budget.max_auc_drop}")
     rep.passed = not rep.reasons

@@ -1,21 +1,32 @@
 """INT8 ONNX with onnxruntime's static quantizer (QDQ format), on the layers the
 sensitivity plan allows.
 
-Both flavours put Q/DQ only on the inputs of Conv/MatMul/Gemm (Model Optimizer
-style); everything else (Sigmoid, Softmax, LayerNorm, GELU, residual adds) stays
-float. CPU flavour: uint8 activations + per-channel int8 weights (U8S8, what x86
-VNNI kernels want). TensorRT flavour: symmetric int8 activations (zero point 0, as
-TensorRT requires).
+Both flavours put Q/DQ only on the inputs of quantized ops (Model Optimizer style);
+everything else (Sigmoid, Softmax, LayerNorm, GELU, residual adds) stays float.
+
+TensorRT flavour: Conv/MatMul/Gemm, symmetric int8 activations (zero point 0, as
+TensorRT requires); TensorRT fuses input-side Q/DQ into int8 kernels.
+
+CPU flavour (onnxruntime): MatMul/Gemm only, uint8 activations + per-channel int8
+weights (U8S8). onnxruntime turns DQ->MatMul/Gemm into integer QGemm with a float
+output, but runs a Conv in int8 (QLinearConv) only with a Q on its output as well; an
+input-only Q/DQ Conv stays a float Conv behind DequantizeLinear and loses the NCHWc
+kernels. Measured on the demo checkpoint (benchmarks/int8_cpu.py, AVX2): planned
+convs with input-only Q/DQ 0.77-0.88x of FP32; adding output Q (QLinearConv) broke
+the budget (max|ΔP| 0.058, agreement 0.988); MatMul/Gemm only: 1.07-1.10x, max|ΔP| 0.002.
 """
 from __future__ import annotations
 
+import logging
 import re
 import shutil
+from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from . import DEFAULT_METHOD, RUN_ONLY_KEYS, budget_from, plan_for, quantize_with_guard, verify_set
 
@@ -94,12 +105,16 @@ def quantize_onnx(fp32: Path, out: Path, ctx, for_tensorrt: bool = False) -> dic
     plan, cache_info = plan_for(ctx.model, calib, method, budget.max_prob_delta, symmetric_act=for_tensorrt, log=log)
     proto = onnx.load(str(fp32))
     mod_of = node_modules(proto)
+    if not for_tensorrt:  # see the module docstring: onnxruntime gains only from int8 MatMul/Gemm here
+        linear = {n for n, m in ctx.model.named_modules() if isinstance(m, torch.nn.Linear)}
+        plan = plan.restrict(linear)
     vx, vy, vname = verify_set(calib, ctx.options, ctx.img_size)
     cm = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
           "percentile": CalibrationMethod.Percentile}[method]
     # Q/DQ only on the inputs of quantized ops (as TensorRT wants it, and as the sensitivity
     # simulation models it): quantizing outputs too re-quantizes residual streams and was
     # measured to flip decisions on eval/ that input-only quantization keeps.
+    op_types = ["Conv", "MatMul", "Gemm"] if for_tensorrt else ["MatMul", "Gemm"]
     extra: dict[str, Any] = {"WeightSymmetric": True,
                              "OpTypesToExcludeOutputQuantization": ["Conv", "MatMul", "Gemm"]}
     if for_tensorrt:
@@ -113,11 +128,12 @@ def quantize_onnx(fp32: Path, out: Path, ctx, for_tensorrt: bool = False) -> dic
         nodes = [n for n, m in mod_of.items() if m in wanted]
         dst = ctx.work_dir / f"int8-attempt{attempt}.onnx"
         if nodes:
-            quantize_static(str(fp32), str(dst), _Reader(calib.calib.x, batch), quant_format=QuantFormat.QDQ,
-                            op_types_to_quantize=["Conv", "MatMul", "Gemm"], per_channel=True,
-                            activation_type=QuantType.QInt8 if for_tensorrt else QuantType.QUInt8,
-                            weight_type=QuantType.QInt8, nodes_to_quantize=nodes, calibrate_method=cm,
-                            extra_options=extra)
+            with _quiet_root_logger():  # "consider pre-processing" (we feed the slimmed, shape-inferred graph)
+                quantize_static(str(fp32), str(dst), _Reader(calib.calib.x, batch), quant_format=QuantFormat.QDQ,
+                                op_types_to_quantize=op_types, per_channel=True,
+                                activation_type=QuantType.QInt8 if for_tensorrt else QuantType.QUInt8,
+                                weight_type=QuantType.QInt8, nodes_to_quantize=nodes, calibrate_method=cm,
+                                extra_options=extra)
             qp = onnx.load(str(dst))
             unleak_qdq(qp, set(nodes))
             onnx.save(qp, str(dst))
@@ -130,7 +146,8 @@ def quantize_onnx(fp32: Path, out: Path, ctx, for_tensorrt: bool = False) -> dic
     info = {
         "quant_tool": f"onnxruntime.quantization.quantize_static {version('onnxruntime')}",
         "quant_format": "QDQ on op inputs, per-channel int8 weights, " + (
-            "symmetric int8 activations (TensorRT explicit quantization)" if for_tensorrt else "uint8 activations"),
+            "symmetric int8 activations on Conv/MatMul/Gemm (TensorRT explicit quantization)" if for_tensorrt
+            else "uint8 activations on MatMul/Gemm (onnxruntime QGemm; convs float)"),
         "calib_method": method, **calib.describe(), **cache_info, **res.info(),
     }
     q = onnx.load(str(res.artifact))
@@ -140,6 +157,17 @@ def quantize_onnx(fp32: Path, out: Path, ctx, for_tensorrt: bool = False) -> dic
     for f in ctx.work_dir.glob("int8-attempt*.onnx"):
         f.unlink()
     return info
+
+
+@contextmanager
+def _quiet_root_logger():
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def _j(v: Any) -> str:

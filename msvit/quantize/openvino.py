@@ -14,6 +14,8 @@ import logging
 from importlib.metadata import version
 from typing import Any
 
+import torch
+
 from ..errors import CalibrationError
 from . import DEFAULT_METHOD, budget_from, plan_for, quantize_with_guard, verify_set
 
@@ -34,6 +36,16 @@ def quantize_openvino(onnx_path, ctx) -> tuple[Any, dict[str, Any]]:
     budget = budget_from(ctx.options)
     log = ctx.options.get("log") or print
     plan, cache_info = plan_for(ctx.model, calib, method, budget.max_prob_delta, symmetric_act=False, log=log)
+    from ..bench.env import cpu_int8_features
+
+    # OpenVINO's CPU int8 FullyConnected needs VNNI/AMX (or ARM dot-product) to pay: on AVX2
+    # alone it runs jit_gemm_I8, measured slower than its f32 brgemm (13.2 vs 9.2 ms on the
+    # ViT MLPs). There MatMuls stay float and only convs are int8; the choice is recorded.
+    feats = cpu_int8_features()
+    int8_ops = ("Convolution", "GroupConvolution") + (("MatMul",) if feats else ())
+    if not feats:
+        convs = {n for n, m in ctx.model.named_modules() if isinstance(m, torch.nn.Conv2d)}
+        plan = plan.restrict(convs)
     vx, vy, vname = verify_set(calib, ctx.options, ctx.img_size)
     import onnx
 
@@ -43,7 +55,7 @@ def quantize_openvino(onnx_path, ctx) -> tuple[Any, dict[str, Any]]:
     base = ov.convert_model(str(onnx_path))
     weighted = {}  # OpenVINO op name -> torch module, for the quantizable ops
     for op in base.get_ops():
-        if op.get_type_name() in ("Convolution", "GroupConvolution", "MatMul"):
+        if op.get_type_name() in int8_ops:
             mod = module_of.get(op.get_friendly_name().split("/")[0])
             if mod:
                 weighted[op.get_friendly_name()] = mod
@@ -72,7 +84,9 @@ def quantize_openvino(onnx_path, ctx) -> tuple[Any, dict[str, Any]]:
         nncf_log.setLevel(level)
     for f in ctx.work_dir.glob("int8-attempt*"):
         f.unlink()
-    info = {"quant_tool": f"nncf.quantize {version('nncf')} (MIXED preset, Conv/MatMul allow-list)",
+    info = {"quant_tool": f"nncf.quantize {version('nncf')} (MIXED preset, {'/'.join(int8_ops)} allow-list)",
+            "int8_ops": ", ".join(int8_ops) + ("" if feats else " (export host has no VNNI/AMX/dot-product: "
+                                                             "MatMul int8 would be slower than f32)"),
             "quant_format": "OpenVINO FakeQuantize, asymmetric uint8 activations, symmetric int8 weights",
             "calib_method": method, **calib.describe(), **cache_info, **res.info()}
     return res.artifact, info

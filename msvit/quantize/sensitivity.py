@@ -62,12 +62,21 @@ class QuantPlan:
         return [m for g in self.quantized for m in self.layers[g]]
 
     def float_modules(self) -> list[str]:
-        return [m for g in self.float_groups for m in self.layers[g]]
+        return [m for g in self.float_groups for m in self.layers.get(g, ())]
 
     def keep_float(self, group: str) -> "QuantPlan":
         q = [g for g in self.quantized if g != group]
         return QuantPlan(self.groups, self.sensitivity, q, [g for g in self.groups if g not in q], float("nan"),
                          self.budget, self.scheme, self.method, self.layers)
+
+    def restrict(self, modules: set[str]) -> "QuantPlan":
+        """The plan over ``modules`` only (what a backend can run faster in int8); groups left
+        with none of them count as float."""
+        layers = {g: [m for m in ms if m in modules] for g, ms in self.layers.items()}
+        layers = {g: ms for g, ms in layers.items() if ms}
+        q = [g for g in self.quantized if g in layers]
+        return QuantPlan(self.groups, self.sensitivity, q, [g for g in self.groups if g not in q], self.est_max_dp,
+                         self.budget, self.scheme, self.method, layers)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
