@@ -6,7 +6,7 @@ on a held-out folder.
         --calib ../shared/data/faces/calib --eval ../shared/data/faces/eval --out /tmp/int8-bench --ceiling
 
 Timing is block-interleaved: FP32 and INT8 of one runtime are loaded side by side and run
-in alternating blocks of 20 (order flipped each round), so both see the same machine
+in alternating blocks of 20 (order rotating each round), so both see the same machine
 state; on a shared 2-core VM, back-to-back medians taken minutes apart differ by ±30%,
 more than the INT8 effect. onnxruntime thread spinning is off while timing (a spinning
 idle pool steals the other session's core).
@@ -35,33 +35,30 @@ from msvit.metrics import agreement_metrics, label_metrics
 from msvit.quantize import load_calibration
 
 
-def ab_ms(fa, fb, x, iters: int = 100, block: int = 20, warmup: int = 10) -> tuple[float, float]:
-    """Medians (ms) of ``fa`` and ``fb``, timed in alternating blocks."""
+def interleaved_ms(fns, x, iters: int = 100, block: int = 20, warmup: int = 10) -> list[float]:
+    """Median ms of each of ``fns``, timed in blocks of ``block`` runs, the order rotating each round."""
     for _ in range(warmup):
-        fa(x)
-        fb(x)
-    ta: list[float] = []
-    tb: list[float] = []
+        for f in fns:
+            f(x)
+    times: list[list[float]] = [[] for _ in fns]
     for r in range(max(1, iters // block)):
-        for f, t in ((fa, ta), (fb, tb)) if r % 2 == 0 else ((fb, tb), (fa, ta)):
+        order = list(range(len(fns)))
+        order = order[r % len(fns):] + order[:r % len(fns)]
+        for i in order:
             for _ in range(3):  # re-warm caches after the other model ran
-                f(x)
+                fns[i](x)
             for _ in range(block):
                 t0 = time.perf_counter()
-                f(x)
-                t.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(ta)), float(np.median(tb))
+                fns[i](x)
+                times[i].append((time.perf_counter() - t0) * 1e3)
+    return [float(np.median(t)) for t in times]
 
 
 def runner(target: str, path: Path, threads: int):
-    if target == "onnx":  # as msvit's OrtRunner, without idle-pool spinning (see the docstring)
-        import onnxruntime as ort
+    if target == "onnx":  # without idle-pool spinning: two sessions are alive while timing
+        from msvit.export.onnx import OrtRunner
 
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        return lambda x: sess.run(["logit"], {"image": x})[0]
+        return OrtRunner(path, threads, spinning=False)
     return load_runner(target, path, threads=threads)
 
 
@@ -121,7 +118,7 @@ def main() -> None:
     t_eager = []
     for th in (1, 2):
         torch.set_num_threads(th)
-        t_eager.append(ab_ms(eager, eager, x1, args.iters)[0])
+        t_eager += interleaved_ms([eager], x1, args.iters)
     rows.append(("torch eager", "fp32", *t_eager, None, 1.0, 0.0, label_metrics(ref, ev.labels)["auc"], ""))
     for target in args.targets.split(","):
         art = {}
@@ -141,8 +138,7 @@ def main() -> None:
             p = np.concatenate([runner(target, path, 2)(ev.x[i:i + 1]) for i in range(len(ev))])
             ms = {}
             for th in (1, 2):
-                base, cur = runner(target, art["fp32"][0], th), runner(target, path, th)
-                ms[th] = ab_ms(base, cur, x1, args.iters)
+                ms[th] = interleaved_ms([runner(target, art["fp32"][0], th), runner(target, path, th)], x1, args.iters)
             a = agreement_metrics(ref, p)
             rows.append((target, prec, ms[1][1], ms[2][1], (ms[1][0] / ms[1][1], ms[2][0] / ms[2][1]),
                          a["agreement"], a["max_abs_dprob"], label_metrics(p, ev.labels)["auc"], note))

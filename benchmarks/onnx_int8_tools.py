@@ -33,7 +33,7 @@ from msvit.metrics import agreement_metrics
 from msvit.quantize import load_calibration, plan_for
 from msvit.quantize.onnx import _Reader, node_modules
 
-from int8_cpu import ab_ms, runner  # noqa: E402  (same timing as the INT8 benchmark)
+from int8_cpu import interleaved_ms, runner  # noqa: E402  (same timing as the INT8 benchmark)
 
 
 def ort_tool(src: Path, dst: Path, nodes: list[str] | None, cal) -> None:
@@ -105,8 +105,8 @@ def main() -> None:
             qs = time.time() - t0
             q = runner("onnx", dst, 2)
             a = agreement_metrics(ref, np.concatenate([q(ev.x[i:i + 1]) for i in range(len(ev))]))
-            sp = [(lambda r: r[0] / r[1])(ab_ms(runner("onnx", src, t), runner("onnx", dst, t), x1, args.iters))
-                  for t in (1, 2)]
+            sp = [(lambda r: r[0] / r[1])(interleaved_ms([runner("onnx", src, t), runner("onnx", dst, t)], x1,
+                                                         args.iters)) for t in (1, 2)]
             print(f"| {name} | {scope} | {a['agreement']:.3f} | {a['max_abs_dprob']:.3f} | {sp[0]:.2f}× / {sp[1]:.2f}× "
                   f"| {qs:.0f} |", flush=True)
 

@@ -99,13 +99,15 @@ class OrtRunner:
     """onnxruntime CPU session returning the ``logit`` output."""
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None,
-                 providers: list[str] | None = None) -> None:
+                 providers: list[str] | None = None, spinning: bool = True) -> None:
         import onnxruntime as ort
 
         so = ort.SessionOptions()
         if threads:
             so.intra_op_num_threads = threads
             so.inter_op_num_threads = 1
+        if not spinning:  # an idle pool spinning between runs steals the core of another session being timed
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.log_severity_level = 3
         self.session = ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
         self.input = self.session.get_inputs()[0].name

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Callable
+import logging
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -20,7 +22,8 @@ from .guard import Budget, GuardReport, GuardResult, quantize_with_guard
 from .sensitivity import QuantPlan, analyse, group_of
 
 __all__ = ["Budget", "CalibrationSet", "GuardReport", "GuardResult", "METHODS", "QuantPlan", "analyse",
-           "budget_from", "group_of", "load_calibration", "plan_for", "quantize_with_guard", "verify_set",
+           "budget_from", "group_of", "load_calibration", "plan_for", "quantize_with_guard", "quiet_logger",
+           "verify_set",
            "weights_fingerprint"]
 
 #: Facts about a quantization *run* (cache state, per-attempt logs): manifest only, never
@@ -70,6 +73,18 @@ def plan_for(model: torch.nn.Module, calib: CalibrationSet, method: str, budget:
     except OSError:
         pass  # a read-only cache only costs time
     return plan, {"plan_cache": "miss", "plan_key": key}
+
+
+@contextmanager
+def quiet_logger(name: str | None, level: int) -> Iterator[None]:
+    """Raise one logger's level for the duration (quantizers log per op, or advice we already follow)."""
+    lg = logging.getLogger(name)
+    old = lg.level
+    lg.setLevel(level)
+    try:
+        yield
+    finally:
+        lg.setLevel(old)
 
 
 def budget_from(options: dict[str, Any]) -> Budget:

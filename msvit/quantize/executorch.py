@@ -90,7 +90,6 @@ def quantize_executorch(ctx, path: Path, metadata: dict[str, str]) -> dict[str, 
     log = ctx.options.get("log") or print
     plan, cache_info = plan_for(ctx.model, calib, method, budget.max_prob_delta, symmetric_act=False, log=log)
     vx, vy, vname = verify_set(calib, ctx.options, ctx.img_size)
-    schemes: dict[int, str] = {}
     tool = (f"torchao PT2E + XNNPACKQuantizer (executorch {version('executorch')}, torchao {version('torchao')})")
     base_meta = {**metadata, "quant_tool": tool, "calib_method": method,
                  **{k: str(v) for k, v in calib.describe().items()}}
@@ -101,14 +100,14 @@ def quantize_executorch(ctx, path: Path, metadata: dict[str, str]) -> dict[str, 
         meta = {**base_meta, "quantized_groups": json.dumps(p.quantized), "float_groups": json.dumps(p.float_groups)}
         if not p.quantized:
             export_fp32_pte(ctx.model, dst, meta, ctx.batch)
-            schemes[attempt] = "none (all float)"
+            scheme = "none (all float)"
         else:
             modules = None if not p.float_groups else p.quantized_modules()
-            schemes[attempt] = "global" if modules is None else f"{len(modules)} leaf modules"
+            scheme = "global" if modules is None else f"{len(modules)} leaf modules"
             lower_to_pte(quantized_program(ctx.model, calib.calib.x, modules, ctx.batch, log), dst, meta)
         if log:
-            log(f"    attempt {attempt + 1} built in {time.perf_counter() - t0:.0f} s ({schemes[attempt]})")
-        return ETRunner(dst), dst
+            log(f"    attempt {attempt + 1} built in {time.perf_counter() - t0:.0f} s ({scheme})")
+        return ETRunner(dst), (dst, scheme)
 
     res = quantize_with_guard(ctx.model, plan, build, vx, vy, vname, budget, batch=ctx.batch, log=log,
                               max_attempts=int(ctx.options.get("max_attempts", 4)))
@@ -119,8 +118,8 @@ def quantize_executorch(ctx, path: Path, metadata: dict[str, str]) -> dict[str, 
     }
     # the .pte embeds model/weights/calibration/groups; the guard's verdict is in the manifest
     # (re-lowering only to embed it would cost another minute or more)
-    info["selection"] = schemes.get(int(Path(str(res.artifact)).stem.rsplit("attempt", 1)[1]), "")
-    Path(res.artifact).replace(path)
+    best, info["selection"] = res.artifact
+    best.replace(path)
     for f in ctx.work_dir.glob("int8-attempt*.pte"):
         f.unlink()
     return info

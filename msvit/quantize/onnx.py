@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import DEFAULT_METHOD, RUN_ONLY_KEYS, budget_from, plan_for, quantize_with_guard, verify_set
+from . import (DEFAULT_METHOD, RUN_ONLY_KEYS, budget_from, plan_for, quantize_with_guard, quiet_logger,
+               verify_set)
 
 _FQN = re.compile(r"^([A-Za-z_][\w]*(?:\.[\w]+)+?)\.(weight|bias)(?:_bias)?$")
 
@@ -128,7 +128,8 @@ def quantize_onnx(fp32: Path, out: Path, ctx, for_tensorrt: bool = False) -> dic
         nodes = [n for n, m in mod_of.items() if m in wanted]
         dst = ctx.work_dir / f"int8-attempt{attempt}.onnx"
         if nodes:
-            with _quiet_root_logger():  # "consider pre-processing" (we feed the slimmed, shape-inferred graph)
+            # root logger: "consider pre-processing" (we feed the slimmed, shape-inferred graph)
+            with quiet_logger(None, logging.ERROR):
                 quantize_static(str(fp32), str(dst), _Reader(calib.calib.x, batch), quant_format=QuantFormat.QDQ,
                                 op_types_to_quantize=op_types, per_channel=True,
                                 activation_type=QuantType.QInt8 if for_tensorrt else QuantType.QUInt8,
@@ -157,17 +158,6 @@ def quantize_onnx(fp32: Path, out: Path, ctx, for_tensorrt: bool = False) -> dic
     for f in ctx.work_dir.glob("int8-attempt*.onnx"):
         f.unlink()
     return info
-
-
-@contextmanager
-def _quiet_root_logger():
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
 
 
 def _j(v: Any) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from ..errors import CalibrationError
-from . import DEFAULT_METHOD, budget_from, plan_for, quantize_with_guard, verify_set
+from . import DEFAULT_METHOD, budget_from, plan_for, quantize_with_guard, quiet_logger, verify_set
 
 
 def quantize_openvino(onnx_path, ctx) -> tuple[Any, dict[str, Any]]:
@@ -74,14 +74,9 @@ def quantize_openvino(onnx_path, ctx) -> tuple[Any, dict[str, Any]]:
         return OVRunner(xml), qm
 
     # NNCF logs one INFO line per op of the ignored scope (thousands): keep it to warnings
-    nncf_log = logging.getLogger("nncf")
-    level = nncf_log.level
-    nncf_log.setLevel(logging.WARNING)
-    try:
+    with quiet_logger("nncf", logging.WARNING):
         res = quantize_with_guard(ctx.model, plan, build, vx, vy, vname, budget, batch=ctx.batch, log=log,
                                   max_attempts=int(ctx.options.get("max_attempts", 4)))
-    finally:
-        nncf_log.setLevel(level)
     for f in ctx.work_dir.glob("int8-attempt*"):
         f.unlink()
     info = {"quant_tool": f"nncf.quantize {version('nncf')} (MIXED preset, {'/'.join(int8_ops)} allow-list)",
