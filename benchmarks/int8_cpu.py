@@ -21,45 +21,30 @@ from __future__ import annotations
 import argparse
 import logging
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import msvit
-from msvit.bench.env import cpu_int8_features, cpu_name
+from msvit.bench.timing import interleaved
+from msvit.cpu import cpu_int8_features, cpu_name
 from msvit.data import load_images
-from msvit.export import export, load_runner
+from msvit.export import ExportOptions, Int8Options, export
 from msvit.metrics import agreement_metrics, label_metrics
 from msvit.quantize import load_calibration
+from msvit.runtime import load
 
 
 def interleaved_ms(fns, x, iters: int = 100, block: int = 20, warmup: int = 10) -> list[float]:
-    """Median ms of each of ``fns``, timed in blocks of ``block`` runs, the order rotating each round."""
-    for _ in range(warmup):
-        for f in fns:
-            f(x)
-    times: list[list[float]] = [[] for _ in fns]
-    for r in range(max(1, iters // block)):
-        order = list(range(len(fns)))
-        order = order[r % len(fns):] + order[:r % len(fns)]
-        for i in order:
-            for _ in range(3):  # re-warm caches after the other model ran
-                fns[i](x)
-            for _ in range(block):
-                t0 = time.perf_counter()
-                fns[i](x)
-                times[i].append((time.perf_counter() - t0) * 1e3)
-    return [float(np.median(t)) for t in times]
+    """Median ms of each of ``fns(x)``, timed round-robin in blocks (msvit-bench's own timer)."""
+    res = interleaved([lambda f=f: f(x) for f in fns], iters=iters, warmup=warmup, block=block, rewarm=3)
+    return [float(np.median(r.ms)) for r in res]
 
 
 def runner(target: str, path: Path, threads: int):
-    if target == "onnx":  # without idle-pool spinning: two sessions are alive while timing
-        from msvit.export.onnx import OrtRunner
-
-        return OrtRunner(path, threads, spinning=False)
-    return load_runner(target, path, threads=threads)
+    # no idle-pool spinning: two onnxruntime sessions are alive while timing
+    return load(path, threads=threads, **({"spinning": False} if target == "onnx" else {}))
 
 
 def ceiling_int8(target: str, fp32: Path, cal, out: Path) -> Path | None:
@@ -124,7 +109,7 @@ def main() -> None:
         art = {}
         for prec in ("fp32", "int8"):
             r = export(model, target, prec, out, calib=cal if prec == "int8" else None, verify_data=ev,
-                       options={"verify_data": ev}, strict=False, log=None)
+                       options=ExportOptions(int8=Int8Options(verify_data=ev)), strict=False, log=None)
             note = "timed against itself: the noise floor" if prec == "fp32" else ""
             if prec == "int8":
                 note = (f"{len(r.extra.get('quantized_groups', []))} groups int8 "
@@ -135,7 +120,7 @@ def main() -> None:
             if c is not None:
                 art["int8 whole model (no guard)"] = (c, "off-the-shelf recipe: the CPU's INT8 ceiling")
         for prec, (path, note) in art.items():
-            p = np.concatenate([runner(target, path, 2)(ev.x[i:i + 1]) for i in range(len(ev))])
+            p = runner(target, path, 2).run(ev.x)
             ms = {}
             for th in (1, 2):
                 ms[th] = interleaved_ms([runner(target, art["fp32"][0], th), runner(target, path, th)], x1, args.iters)
@@ -163,8 +148,8 @@ def compare_methods(model, cal, ev, ref, out: Path, targets: list[str]) -> None:
         for method in methods.get(target, ()):
             # guard off (one attempt) so each method's own plan is compared as chosen
             r = export(model, target, "int8", out / method, calib=cal, strict=False, log=None,
-                       options={"verify_data": ev, "calib_method": method, "max_attempts": 1})
-            p = np.concatenate([load_runner(target, r.path)(ev.x[i:i + 1]) for i in range(len(ev))])
+                       options=ExportOptions(int8=Int8Options(verify_data=ev, calib_method=method, max_attempts=1)))
+            p = load(r.path).run(ev.x)
             a = agreement_metrics(ref, p)
             print(f"| {target} | {method} | {a['agreement']:.3f} | {a['max_abs_dprob']:.3f} | "
                   f"{a['mean_abs_dprob']:.4f} | {label_metrics(p, ev.labels)['auc']:.3f} | "

@@ -33,15 +33,22 @@ class ImageSet:
     source: str = ""
 
     def __len__(self) -> int:
-        return len(self.files)
+        return len(self.x)
 
     @property
     def sha256(self) -> str:
+        if not self.files:  # arrays given in memory: hash what is there
+            return hashlib.sha256(np.ascontiguousarray(self.x).tobytes()).hexdigest()
         return dataset_hash(self.files)
+
+    @property
+    def description(self) -> str:
+        """What reports and manifests say about the data, e.g. ``83 images from faces/eval``."""
+        return f"{len(self)} {self.source}" if not self.files else f"{len(self)} images from {self.source}"
 
     def subset(self, idx: Sequence[int]) -> "ImageSet":
         idx = list(idx)
-        return ImageSet([self.files[i] for i in idx], self.x[idx],
+        return ImageSet([self.files[i] for i in idx] if self.files else [], self.x[idx],
                         None if self.labels is None else self.labels[idx], [], self.source)
 
 
@@ -136,3 +143,20 @@ def builtin_inputs(n: int = 8, size: int = 224, seed: int = 0) -> np.ndarray:
         img = (127.5 + 90 * base + rng.normal(0, 20, (size, size, 3))).clip(0, 255).astype(np.uint8)
         out.append(img)
     return normalize(np.stack(out))
+
+
+def resolve_data(spec: "str | os.PathLike | ImageSet | np.ndarray | None", size: int = 224, *,
+                 builtin: int = 8, progress: bool = False) -> ImageSet:
+    """The one loader from a data spec to an :class:`ImageSet`: a folder or CSV manifest, an
+    ImageSet, preprocessed float32 (N, 3, S, S) arrays, or None for the built-in synthetic
+    images. Export verification, the INT8 guard and the benchmark all read data through it."""
+    if spec is None:
+        return ImageSet([], builtin_inputs(builtin, size), None, [], "built-in synthetic images")
+    if isinstance(spec, ImageSet):
+        return spec
+    if isinstance(spec, np.ndarray):
+        x = np.ascontiguousarray(spec, np.float32)
+        if x.ndim != 4 or x.shape[1:] != (3, size, size):
+            raise DataError(f"expected preprocessed float32 inputs (N, 3, {size}, {size}), got shape {x.shape}")
+        return ImageSet([], x, None, [], "given inputs")
+    return load_images(spec, size, progress=progress)

@@ -40,6 +40,10 @@ class DataError(MsvitError):
     """Input images / folders / manifests are unusable."""
 
 
+class ArtifactError(MsvitError):
+    """An artifact file cannot be opened: missing, truncated, corrupt or of an unknown format."""
+
+
 class ExportError(MsvitError):
     """An export target failed."""
 

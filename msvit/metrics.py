@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .export.validate import sigmoid
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """P(fake) from logits, in float64 (no overflow warnings for large |logit|)."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))
 
 
 def label_metrics(logits: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict[str, float | None]:

@@ -9,4 +9,5 @@ python -m pip install -q --upgrade pip
 python -m pip install -q -e ".[dev]"
 # DeepGuard 1.1.1 is only a parity oracle: --no-deps keeps ultralytics & co. out.
 python -m pip install -q --no-deps "deepguard==1.1.1"
+lint-imports  # the layer contract (pyproject.toml): an import loop fails here
 exec python -m pytest -q "$@"

@@ -3,16 +3,17 @@ numbers that must equal an independent computation. One ONNX export for the whol
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from msvit.bench import ROW_KEYS, SCHEMA, BenchReport, discover_artifacts, run
-from msvit.bench.timing import measure
+from msvit.bench.timing import Interleaved, interleaved, measure, paired_speedup
 
 FAST = dict(iters=3, warmup=1, log=None, progress=False)
-TOP_KEYS = {"schema", "settings", "env", "compute", "rows"}
+TOP_KEYS = {"schema", "settings", "env", "compute", "noise", "rows"}
 LAT_KEYS = {"batch", "iters", "warmup", "seconds", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms",
             "max_ms", "throughput"}
 COMPUTE_KEYS = {"model", "attn_mode", "input", "params", "params_m", "macs", "gmacs", "gflops", "convention",
@@ -104,21 +105,39 @@ def test_unrunnable_target_is_a_reasoned_row(demo_weights):
     assert row.note and row.latency is None and tuple(row.to_dict()) == ROW_KEYS
 
 
-def test_discover_artifacts_by_suffix_and_name(tmp_path):
-    for n in ("ms_eff_vit_b0_fp16.onnx", "ms_eff_vit_b0_applied_fp32_b8.xml", "ms_eff_vit_b0_fp32_dyn.ptl",
-              "ms_eff_vit_b0_fp16_trt10.onnx", "notes.txt"):
-        (tmp_path / n).write_bytes(b"x")
-    (tmp_path / "ms_eff_vit_b0_fp16.mlpackage").mkdir()
-    (tmp_path / "ms_eff_vit_b0_fp16.mlpackage" / "Manifest.json").write_text("{}")
+def test_discover_artifacts_from_manifests_and_metadata_not_names(tmp_path, onnx_dir):
+    def art(name: str, meta: dict, status: str = "ok") -> None:
+        p = tmp_path / name
+        if name.endswith(".mlpackage"):
+            p.mkdir()
+            (p / "Manifest.json").write_text("{}")
+        else:
+            p.write_bytes(b"x")
+        doc = {"metadata": meta, "result": {"status": status, "files": [name]}}
+        (tmp_path / f"{name}.json").write_text(json.dumps(doc))
+
+    # the names say nothing, or lie: every fact comes from the manifest beside the file
+    art("a.onnx", {"target": "onnx", "precision": "fp16", "input_shape": "1x3x224x224", "model": "ms_eff_vit_b0"})
+    art("b.xml", {"target": "openvino", "precision": "fp32", "input_shape": "8x3x224x224", "attn_mode": "applied"})
+    art("c_fp16.ptl", {"target": "torchscript", "precision": "fp32", "input_shape": "Nx3x224x224"})
+    art("d.onnx", {"target": "trt", "precision": "fp16", "input_shape": "1x3x224x224"}, status="unavailable")
+    art("e.mlpackage", {"target": "coreml", "precision": "fp16", "input_shape": "1x3x224x224"})
+    (tmp_path / "notes.txt").write_text("not an artifact")
+    (tmp_path / "junk.onnx").write_bytes(b"\x00garbage")  # no manifest, no readable metadata
+    real = next(onnx_dir.glob("*.onnx"))
+    shutil.copy(real, tmp_path / "renamed.onnx")  # no manifest: its embedded metadata speaks
     found = {a.path.name: a for a in discover_artifacts(tmp_path)}
-    assert set(found) == {"ms_eff_vit_b0_fp16.onnx", "ms_eff_vit_b0_applied_fp32_b8.xml",
-                          "ms_eff_vit_b0_fp32_dyn.ptl", "ms_eff_vit_b0_fp16_trt10.onnx", "ms_eff_vit_b0_fp16.mlpackage"}
-    assert (found["ms_eff_vit_b0_fp16.onnx"].target, found["ms_eff_vit_b0_fp16.onnx"].precision) == ("onnx", "fp16")
-    xml = found["ms_eff_vit_b0_applied_fp32_b8.xml"]
+    assert set(found) == {"a.onnx", "b.xml", "c_fp16.ptl", "d.onnx", "e.mlpackage", "junk.onnx", "renamed.onnx"}
+    assert (found["a.onnx"].target, found["a.onnx"].precision, found["a.onnx"].batch) == ("onnx", "fp16", 1)
+    xml = found["b.xml"]
     assert (xml.target, xml.batch, xml.attn_mode) == ("openvino", 8, "applied")
-    assert found["ms_eff_vit_b0_fp32_dyn.ptl"].batch is None
-    assert found["ms_eff_vit_b0_fp16_trt10.onnx"].target == "trt"
-    assert found["ms_eff_vit_b0_fp16.mlpackage"].target == "coreml"
+    assert found["c_fp16.ptl"].batch is None and found["c_fp16.ptl"].precision == "fp32"
+    assert found["d.onnx"].target == "trt" and found["d.onnx"].status == "unavailable"
+    assert found["e.mlpackage"].target == "coreml"
+    assert found["junk.onnx"].status == "unavailable" and "junk.onnx" in found["junk.onnx"].message
+    r = found["renamed.onnx"]
+    assert (r.target, r.precision, r.model, r.batch, r.status) == ("onnx", "fp32", "ms_eff_vit_b0", 1, "ok")
+    assert r.weights_sha256 and len(r.weights_sha256) == 64
 
 
 def test_cli_end_to_end(onnx_dir, demo_weights, tmp_path):
@@ -155,3 +174,38 @@ def test_cpu_int8_features_from_cpuinfo():
     assert cpu_int8_features(sapphire) == ["avx512_vnni", "avx_vnni", "amx_int8"]
     assert cpu_int8_features(graviton) == ["asimddp", "i8mm"]
     assert isinstance(cpu_int8_features(), list)  # this machine's, whatever it has
+
+
+def test_interleaved_rotates_blocks_and_pairs_them():
+    calls = []
+    res = interleaved([lambda: calls.append(0), lambda: calls.append(1)], iters=6, warmup=1, block=3, rewarm=0)
+    assert [len(r.ms) for r in res] == [6, 6] and [len(r.block_ms) for r in res] == [2, 2]
+    assert calls[:2] == [0, 1]  # warm-up
+    assert calls[2:] == [0] * 3 + [1] * 3 + [1] * 3 + [0] * 3  # the order rotates each round
+    # the machine slows down 4x between rounds: p50s would mislead, per-round ratios do not
+    base, other = Interleaved([], [10.0, 40.0, 40.0]), Interleaved([], [5.0, 20.0, 20.0])
+    assert paired_speedup(base, other) == 2.0
+    assert other.spread_pct == pytest.approx(75.0) and Interleaved([], [5.0]).spread_pct == 0.0
+
+
+def test_noise_verdict():
+    from msvit.bench import noise_verdict
+
+    quiet = noise_verdict({"PyTorch fp32": 4.0, "ONNX fp32": 6.0}, 2.0, 10)
+    assert not quiet["noisy"] and quiet["warning"] == "" and quiet["max_spread_pct"] == 6.0
+    spread = noise_verdict({"PyTorch fp32": 4.0, "ONNX fp32": 60.0}, 2.0, 10)
+    assert spread["noisy"] and "ONNX fp32 block medians differ by 60%" in spread["warning"]
+    busy = noise_verdict({"PyTorch fp32": 4.0}, 48.0, 10)
+    assert busy["noisy"] and "other processes used 48% of the CPUs" in busy["warning"]
+
+
+def test_table_fits_100_columns(torch_report):
+    from rich.console import Console
+
+    from msvit.bench.report import print_table
+
+    con = Console(width=100, record=True, force_terminal=False)
+    print_table(torch_report, console=con)
+    text = con.export_text()
+    assert "PyTorch" in text and "speed-up" in text
+    assert max(len(line) for line in text.splitlines()) <= 100

@@ -13,7 +13,8 @@ import torch
 
 import msvit
 from msvit.errors import CalibrationError, ExportError
-from msvit.export import export, load_runner
+from msvit.export import ExportOptions, export
+from msvit.runtime import load
 
 
 def _sha(p: Path) -> str:
@@ -37,14 +38,14 @@ def test_onnx_fp32_parity_on_real_crops(onnx_fp32, eval_set):
     r = onnx_fp32
     assert r.status == "ok" and r.verified == "ran"
     assert r.parity.n == len(eval_set) == 83
-    assert r.parity.max_abs_logit <= 1e-4 and r.parity.agreement == 1.0
+    assert r.parity.max_abs_dlogit <= 1e-4 and r.parity.agreement == 1.0
     assert r.path.name == "ms_eff_vit_b0_fp32.onnx" and r.size_bytes == r.path.stat().st_size
 
 
 def test_onnx_metadata_graph_and_manifest(onnx_fp32, demo_model):
     import onnx
 
-    from msvit.export.onnx import read_metadata
+    from msvit.runtime import read_metadata
 
     proto = onnx.load(str(onnx_fp32.path))
     onnx.checker.check_model(proto, full_check=True)
@@ -57,7 +58,7 @@ def test_onnx_metadata_graph_and_manifest(onnx_fp32, demo_model):
     assert md["exported_at"] == "2023-11-14T22:13:20Z" and "onnxruntime_version" in md
     man = json.loads(onnx_fp32.manifest.read_text())
     assert man["sha256"][onnx_fp32.path.name] == _sha(onnx_fp32.path)
-    assert man["result"]["parity"]["max_abs_logit"] == onnx_fp32.parity.max_abs_logit
+    assert man["result"]["parity"]["max_abs_dlogit"] == onnx_fp32.parity.max_abs_dlogit
     assert not list(onnx_fp32.path.parent.glob(".msvit-tmp-*"))  # temp dir cleaned
 
 
@@ -68,7 +69,7 @@ def test_onnx_is_byte_reproducible(onnx_fp32, demo_model, tmp_path, monkeypatch)
 
 
 def test_onnx_runner_reload(onnx_fp32, demo_model, eval_set):
-    run = load_runner("onnx", onnx_fp32.path, threads=1)
+    run = load(onnx_fp32.path, threads=1)
     with torch.no_grad():
         ref = demo_model(torch.from_numpy(eval_set.x[:3])).numpy()
     np.testing.assert_allclose(np.concatenate([run(eval_set.x[i:i + 1]) for i in range(3)]), ref, atol=1e-4)
@@ -79,9 +80,9 @@ def test_onnx_fp16_with_dynamic_batch_and_prob(demo_model, eval_set, tmp_path):
     import onnxruntime as ort
 
     r = export(demo_model, "onnx", "fp16", tmp_path, dynamic_batch=True, verify_data=eval_set,
-               options={"with_prob": True}, log=None)
+               options=ExportOptions(with_prob=True), log=None)
     assert r.status == "ok" and r.path.name == "ms_eff_vit_b0_fp16_dyn.onnx"
-    assert r.parity.max_abs_logit <= 1e-2 and r.parity.agreement >= 0.98
+    assert r.parity.max_abs_dlogit <= 1e-2 and r.parity.agreement >= 0.98
     proto = onnx.load(str(r.path))
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic batch
     assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in proto.graph.initializer)
@@ -96,7 +97,7 @@ def test_trt_without_gpu_writes_onnx_and_trtexec_line(demo_model, eval_set, tmp_
     assert r.status == "unavailable"
     assert "no engine built" in r.message and "tensorrt" in r.message.lower() and "\n" not in r.message
     assert r.path.name == "ms_eff_vit_b0_fp16_dyn_trt10.onnx" and r.path.is_file()  # what the engine builds from
-    assert r.parity.max_abs_logit <= 1e-4  # the FP32 ONNX (TensorRT 10 adds --fp16) verified in onnxruntime
+    assert r.parity.max_abs_dlogit <= 1e-4  # the FP32 ONNX (TensorRT 10 adds --fp16) verified in onnxruntime
     cmd = r.extra["trtexec"]
     assert cmd.startswith("trtexec --onnx=ms_eff_vit_b0_fp16_dyn_trt10.onnx") and "--fp16" in cmd
     assert "--minShapes=image:1x3x224x224" in cmd and "--maxShapes=image:16x3x224x224" in cmd
@@ -106,20 +107,20 @@ def test_trt_without_gpu_writes_onnx_and_trtexec_line(demo_model, eval_set, tmp_
 
 
 def test_openvino_fp32_and_metadata(demo_model, eval_set, tmp_path):
-    from msvit.export.openvino import read_metadata
+    from msvit.runtime import read_metadata
 
     r = export(demo_model, "openvino", out_dir=tmp_path, verify_data=eval_set, log=None)
-    assert r.status == "ok" and r.parity.max_abs_logit <= 1e-4
+    assert r.status == "ok" and r.parity.max_abs_dlogit <= 1e-4
     assert sorted(f.name for f in r.files) == ["ms_eff_vit_b0_fp32.bin", "ms_eff_vit_b0_fp32.xml"]
     md = read_metadata(r.path)
     assert md["weights_sha256"] == demo_model.weights_sha256 and md["target"] == "openvino"
 
 
 def test_torchscript_mobile(demo_model, eval_set, tmp_path):
-    from msvit.export.torchscript import read_metadata
+    from msvit.runtime import read_metadata
 
     r = export(demo_model, "torchscript", out_dir=tmp_path, verify_data=eval_set, log=None)
-    assert r.status == "ok" and r.path.suffix == ".ptl" and r.parity.max_abs_logit <= 1e-4
+    assert r.status == "ok" and r.path.suffix == ".ptl" and r.parity.max_abs_dlogit <= 1e-4
     md = read_metadata(r.path)
     assert md["weights_sha256"] == demo_model.weights_sha256
     assert md["mobile_optimized"] in ("true", "false")
@@ -179,13 +180,13 @@ def test_interrupted_export_publishes_nothing(demo_model, tmp_path, monkeypatch)
 
 def test_parity_failure_is_a_typed_error(demo_model, tmp_path, monkeypatch):
     from msvit.errors import ToleranceError
-    from msvit.export import onnx as onnx_target
+    from msvit.runtime import onnx as onnx_runtime
 
-    class Broken(onnx_target.OrtRunner):
-        def __call__(self, x):
-            return super().__call__(x) + 0.5
+    class Broken(onnx_runtime.OrtSession):
+        def _run(self, x):
+            return super()._run(x) + 0.5
 
-    monkeypatch.setattr(onnx_target, "OrtRunner", Broken)
+    monkeypatch.setattr(onnx_runtime, "OrtSession", Broken)
     with pytest.raises(ToleranceError, match="atol 0.0001"):
         export(demo_model, "onnx", out_dir=tmp_path, log=None)
     r = json.loads((tmp_path / "ms_eff_vit_b0_fp32.onnx.json").read_text())["result"]

@@ -50,7 +50,7 @@ def coreml_result(request, demo_model, tmp_path_factory):
 
 
 def test_structure(coreml_result, demo_model):
-    from msvit.export.coreml import inspect, read_metadata
+    from msvit.runtime.coreml import inspect, read_metadata
 
     r = coreml_result
     assert r.status == "ok", r.message

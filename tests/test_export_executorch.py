@@ -8,6 +8,7 @@ import pytest
 pytest.importorskip("executorch")
 
 from msvit.errors import ExportError  # noqa: E402
+from msvit.export import ExportOptions, Int8Options  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -22,18 +23,17 @@ def test_fp32_parity(fp32, eval_set):
     assert fp32.verified == "ran"
     assert fp32.path.suffix == ".pte" and fp32.path.is_file()
     assert fp32.parity.n == len(eval_set)
-    assert fp32.parity.max_abs_logit <= 1e-4
+    assert fp32.parity.max_abs_dlogit <= 1e-4
     assert fp32.parity.agreement == 1.0
 
 
 def test_fp32_reloads_and_metadata(fp32, demo_model, demo_weights, eval_set):
     import torch
 
-    from msvit.export import load_runner
-    from msvit.export.executorch import read_metadata
     from msvit.model.weights import sha256_file
+    from msvit.runtime import load, read_metadata
 
-    run = load_runner("executorch", fp32.path)
+    run = load(fp32.path)
     x = eval_set.x[:2]
     got = np.concatenate([run(x[i:i + 1]) for i in range(len(x))])
     with torch.no_grad():
@@ -64,7 +64,7 @@ def int8(demo_model, faces_dir, eval_set, tmp_path_factory):
         warnings.simplefilter("ignore")  # "calibrating on 60 images (< 100)"
         cal = load_calibration(faces_dir / "calib")
     res = export(demo_model, "executorch", "int8", tmp_path_factory.mktemp("et8"), calib=cal, verify_data=eval_set,
-                 options={"verify_data": eval_set, "log": lambda s: None}, strict=False, log=None)
+                 options=ExportOptions(int8=Int8Options(verify_data=eval_set)), strict=False, log=None)
     return res, cal
 
 
@@ -87,7 +87,7 @@ def test_int8_guard(int8, eval_set):
 def test_int8_metadata(int8):
     import json
 
-    from msvit.export.executorch import read_metadata
+    from msvit.runtime import read_metadata
 
     res, cal = int8
     md = read_metadata(res.path)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from msvit.errors import CalibrationError
-from msvit.export import export
+from msvit.export import ExportOptions, Int8Options, export
 from msvit.quantize import load_calibration, plan_for
 
 
@@ -28,7 +28,7 @@ def onnx_int8(demo_model, calib, eval_set, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SOURCE_DATE_EPOCH", "1700000000")  # export time is embedded: pin it
         return export(demo_model, "onnx", "int8", tmp_path_factory.mktemp("q"), calib=calib, verify_data=eval_set,
-                      options={"verify_data": eval_set}, log=None, strict=False)
+                      options=ExportOptions(int8=Int8Options(verify_data=eval_set)), log=None, strict=False)
 
 
 def test_onnx_int8_keeps_decisions(onnx_int8):
@@ -42,7 +42,7 @@ def test_onnx_int8_keeps_decisions(onnx_int8):
 def test_onnx_int8_is_really_int8_and_self_describing(onnx_int8, calib):
     import onnx
 
-    from msvit.export.onnx import read_metadata
+    from msvit.runtime import read_metadata
 
     proto = onnx.load(str(onnx_int8.path))
     ops = [n.op_type for n in proto.graph.node]
@@ -77,7 +77,7 @@ def test_onnx_int8_cpu_flavour_quantizes_what_onnxruntime_runs_in_int8(onnx_int8
 
 def test_int8_same_inputs_same_artifact(onnx_int8, demo_model, calib, eval_set, tmp_path, monkeypatch):
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
-    again = export(demo_model, "onnx", "int8", tmp_path, calib=calib, options={"verify_data": eval_set},
+    again = export(demo_model, "onnx", "int8", tmp_path, calib=calib, options=ExportOptions(int8=Int8Options(verify_data=eval_set)),
                    log=None, strict=False)
     assert again.extra["plan_cache"] == "hit"
     h = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (again.path, onnx_int8.path)]
@@ -88,7 +88,7 @@ def test_trt_int8_qdq_onnx_is_symmetric_on_op_inputs(demo_model, calib, eval_set
     import onnx
     from onnx import numpy_helper
 
-    r = export(demo_model, "trt", "int8", tmp_path, calib=calib, options={"verify_data": eval_set}, log=None,
+    r = export(demo_model, "trt", "int8", tmp_path, calib=calib, options=ExportOptions(int8=Int8Options(verify_data=eval_set)), log=None,
                strict=False)
     assert r.status == "unavailable" and r.path.name.endswith("_trt10.onnx")
     assert "--stronglyTyped" in r.extra["trtexec"] and "--int8" not in r.extra["trtexec"]
@@ -109,10 +109,10 @@ def test_trt_int8_qdq_onnx_is_symmetric_on_op_inputs(demo_model, calib, eval_set
 
 
 def test_openvino_int8(demo_model, calib, eval_set, tmp_path):
-    from msvit.export.openvino import read_metadata
+    from msvit.runtime import read_metadata
 
     r = export(demo_model, "openvino", "int8", tmp_path, calib=calib, verify_data=eval_set,
-               options={"verify_data": eval_set}, log=None, strict=False)
+               options=ExportOptions(int8=Int8Options(verify_data=eval_set)), log=None, strict=False)
     agreement, auc_drop = _fp32_metrics(r)
     assert agreement >= 0.97 and auc_drop <= 0.02
     md = read_metadata(r.path)
@@ -176,7 +176,7 @@ def test_skipped_files_are_counted(tmp_path, faces_dir):
 
 
 def test_guard_gates_on_agreement_auc_and_max_dprob():
-    from msvit.quantize.guard import Budget, evaluate
+    from msvit.quantize.guard import Gate, evaluate
 
     rng = np.random.default_rng(0)
     fp32 = rng.normal(0, 2, (40, 1)).astype(np.float32)
@@ -185,11 +185,11 @@ def test_guard_gates_on_agreement_auc_and_max_dprob():
     moved = fp32.copy()
     moved[0, 0] = 0.9  # P 0.512 -> 0.711: same decision, |ΔP| 0.2
     idx = np.arange(40, dtype=np.float32).reshape(40, 1, 1, 1)  # "images" that index the logit tables
-    rep = evaluate(fp32, lambda x: moved[x[:, 0, 0, 0].astype(int)], idx, labels, Budget(), "synthetic")
+    rep = evaluate(fp32, lambda x: moved[x[:, 0, 0, 0].astype(int)], idx, labels, Gate(), "synthetic")
     assert rep.agreement == 1.0 and not rep.passed and any("max|ΔP|" in r for r in rep.reasons)
-    assert evaluate(fp32, lambda x: moved[x[:, 0, 0, 0].astype(int)], idx, labels, Budget(max_dprob=0.25),
+    assert evaluate(fp32, lambda x: moved[x[:, 0, 0, 0].astype(int)], idx, labels, Gate(max_dprob=0.25),
                     "synthetic").passed
     flipped = fp32.copy()
     flipped[:2, 0] *= -1
-    rep = evaluate(fp32, lambda x: flipped[x[:, 0, 0, 0].astype(int)], idx, labels, Budget(max_dprob=1.0), "synthetic")
+    rep = evaluate(fp32, lambda x: flipped[x[:, 0, 0, 0].astype(int)], idx, labels, Gate(max_dprob=1.0), "synthetic")
     assert rep.agreement == 0.95 and any("agreement" in r for r in rep.reasons)

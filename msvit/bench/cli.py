@@ -18,7 +18,12 @@ EPILOG = textwrap.dedent("""\
       msvit-bench --device cuda                     # torch CUDA, onnxruntime CUDA, TensorRT engines
       msvit-bench --device jetson --artifacts engines/   # + power (INA3221 / tegrastats), clocks
 
-    Rows: PyTorch eager FP32 first (the baseline, same run), then each artifact.
+    Rows: PyTorch eager FP32 first (the baseline), then each artifact. All rows are timed in
+    one interleaved run: round-robin, one block of --block runs each per round, so a busy or
+    throttling machine slows every row alike. Speed-up = median over rounds of the baseline's
+    block time / the row's; ±% = spread of a row's block medians. When rows spread by more
+    than 25% or other processes take more than 15% of the CPUs, the report warns that
+    absolute times cannot be trusted.
     ✅ ran and met its checks · ❎ exported but a check failed (e.g. parity) · ❌ not runnable here.
     Compute is counted on the graph that runs: GMACs = fvcore/DeepGuard "FLOPs", GFLOPs = 2 × GMACs.
     exit status: 0 no ❎ row; 1 a ❎ row; 2 bad arguments or input; 3 device not available.
@@ -50,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--min-time", type=float, default=0.0, help="keep timing until this many seconds too")
     t.add_argument("--threads", type=int, default=None,
                    help="CPU threads for every backend (torch, ORT intra-op, OpenVINO); default torch's")
+    t.add_argument("--block", type=int, default=10,
+                   help="runs per block: rows are timed round-robin, one block each per round (default 10)")
     c = p.add_argument_group("checks")
     c.add_argument("--data", type=Path, help="folder/CSV of face crops; real/ and fake/ subfolders -> Acc/AUC/log-loss")
     c.add_argument("--fps", type=float, default=30.0, help="real-time target: p99 at batch 1 <= 1000/fps ms")
@@ -59,12 +66,25 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--json", type=Path, help="write the report as JSON")
     o.add_argument("--markdown", type=Path, help="write the report as Markdown")
     o.add_argument("--plot", type=Path, help="write latency vs AUC/agreement as PNG")
+    o.add_argument("--wide", action="store_true", help="every column (default: the essential ones, 100 columns)")
     o.add_argument("--quiet", action="store_true", help="no log lines or progress bar")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     return run_cli(_run, build_parser().parse_args(argv))
+
+
+def _check_output(path: Path) -> None:
+    import os
+
+    from . import BenchError
+
+    if path.is_dir():
+        raise BenchError(f"{path} is a folder: give a file name for the report")
+    parent = path.parent if str(path.parent) else Path(".")
+    if parent.exists() and not os.access(parent, os.W_OK):
+        raise BenchError(f"cannot write {path}: {parent} is not writable")
 
 
 def _split(s: str | None) -> list[str] | None:
@@ -84,6 +104,9 @@ def _run(args: argparse.Namespace) -> int:
         targets = None
     elif targets in (["none"], []):
         targets = []
+    for path in (args.json, args.markdown, args.plot):  # before the work: a report must never be lost
+        if path is not None:
+            _check_output(path)
     precisions = _split(args.precisions)
     for pr in precisions or []:
         if pr not in PRECISIONS:
@@ -91,8 +114,9 @@ def _run(args: argparse.Namespace) -> int:
     rep = run(model=args.model, weights=args.weights, pretrained=args.pretrained, attn_mode=args.attn_mode,
               targets=targets, precisions=precisions, batch=args.batch, iters=args.iters, warmup=args.warmup,
               min_time=args.min_time, threads=args.threads, data=args.data, fps=args.fps, budget_gmacs=args.budget,
-              out=args.out, artifacts=args.artifacts, device=args.device, log=log, progress=not args.quiet)
-    print_table(rep)
+              out=args.out, artifacts=args.artifacts, device=args.device, log=log, progress=not args.quiet,
+              block=args.block)
+    print_table(rep, wide=args.wide)
     for path, writer in ((args.json, write_json), (args.markdown, write_markdown), (args.plot, write_plot)):
         if path:
             writer(rep, path)

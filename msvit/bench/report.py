@@ -17,13 +17,20 @@ def _ok(v: bool | None) -> str:
     return "-" if v is None else ("✅" if v else "❌")
 
 
-def columns(rep: BenchReport) -> list[str]:
+#: the essential columns (fit 100 terminal columns); --wide adds the rest
+NARROW = ("", "format", "prec", "p50 ms", "p99 ms", "±%", "speed-up", "AUC", "agree", "RT", "note")
+
+
+def columns(rep: BenchReport, wide: bool = True) -> list[str]:
     n = rep.settings.get("batch", 1)
-    cols = ["", "format", "prec", "dev", "MB", "p50 ms", "p90 ms", "p99 ms", "std", "img/s", "speed-up"]
+    labelled = rep.settings.get("labelled")
+    if not wide:
+        return [c for c in NARROW if c != "AUC" or labelled]
+    cols = ["", "format", "prec", "dev", "MB", "p50 ms", "p90 ms", "p99 ms", "std", "±%", "img/s", "speed-up"]
     if n > 1:
         cols += [f"p50 ms @{n}", f"img/s @{n}"]
     cols += ["mem MB", "RT"]
-    if rep.settings.get("labelled"):
+    if labelled:
         cols += ["Acc", "AUC", "logloss"]
     cols += ["agree", "max|ΔP|"]
     if any(r.power_w is not None for r in rep.rows):
@@ -33,23 +40,19 @@ def columns(rep: BenchReport) -> list[str]:
     return cols + ["note"]
 
 
-def cells(rep: BenchReport, r: BenchRow) -> list[str]:
+def cells(rep: BenchReport, r: BenchRow, wide: bool = True) -> list[str]:
     n = rep.settings.get("batch", 1)
     L, LB = r.latency or {}, r.latency_batch or {}
-    c = [r.icon, r.name, r.precision, r.device, _f(r.size_mb, ".1f"), _f(L.get("p50_ms")), _f(L.get("p90_ms")),
-         _f(L.get("p99_ms")), _f(L.get("std_ms")), _f(L.get("throughput"), ".1f"),
-         _f(r.speedup, ".2f") + ("×" if r.speedup is not None else "")]
-    if n > 1:
-        c += [_f(LB.get("p50_ms")), _f(LB.get("throughput"), ".1f")]
-    c += [_f(r.memory_peak_mb, ".0f"), _ok(r.realtime)]
-    if rep.settings.get("labelled"):
-        c += [_f(r.accuracy, ".3f"), _f(r.auc, ".3f"), _f(r.log_loss, ".3f")]
-    c += [_f(r.agreement, ".3f"), _f(r.max_abs_dprob, ".1e")]
-    if any(x.power_w is not None for x in rep.rows):
-        c += [_f(r.power_w, ".2f"), _f(r.energy_mj, ".1f")]
-    if any(x.gpu_compute for x in rep.rows):
-        c += [_f((r.gpu_compute or {}).get("median_ms"))]
-    return c + [r.note]
+    v = {"": r.icon, "format": r.name, "prec": r.precision, "dev": r.device, "MB": _f(r.size_mb, ".1f"),
+         "p50 ms": _f(L.get("p50_ms")), "p90 ms": _f(L.get("p90_ms")), "p99 ms": _f(L.get("p99_ms")),
+         "std": _f(L.get("std_ms")), "±%": _f(r.spread_pct, ".0f"), "img/s": _f(L.get("throughput"), ".1f"),
+         "speed-up": _f(r.speedup, ".2f") + ("×" if r.speedup is not None else ""),
+         f"p50 ms @{n}": _f(LB.get("p50_ms")), f"img/s @{n}": _f(LB.get("throughput"), ".1f"),
+         "mem MB": _f(r.memory_peak_mb, ".0f"), "RT": _ok(r.realtime), "Acc": _f(r.accuracy, ".3f"),
+         "AUC": _f(r.auc, ".3f"), "logloss": _f(r.log_loss, ".3f"), "agree": _f(r.agreement, ".3f"),
+         "max|ΔP|": _f(r.max_abs_dprob, ".1e"), "W": _f(r.power_w, ".2f"), "mJ/img": _f(r.energy_mj, ".1f"),
+         "GPU ms": _f((r.gpu_compute or {}).get("median_ms")), "note": r.note}
+    return [v[c] for c in columns(rep, wide)]
 
 
 def compute_line(rep: BenchReport) -> str:
@@ -67,7 +70,10 @@ def env_lines(rep: BenchReport) -> list[str]:
              f"{e['cpu_cores_usable']} usable; int8 features: {', '.join(e.get('cpu_int8_features') or []) or 'none'})"
              f" · GPU {gpu} · {e['os']}",
              f"threads {s['threads']} (torch, ORT intra-op, OpenVINO) · device {s['device']} · batch {s['batch']} · "
-             f"{s['warmup']} warm-up + >= {s['iters']} runs" + (f" / >= {s['min_time_s']:g} s" if s['min_time_s'] else "")
+             f"{s['warmup']} warm-up + >= {s['iters']} runs interleaved in blocks of {s.get('block', 1)}"
+             + (f" / >= {s['min_time_s']:g} s" if s['min_time_s'] else "")
+             + (f" · other processes {rep.noise['foreign_cpu_pct']:.0f}% CPU"
+                if rep.noise.get("foreign_cpu_pct") is not None else "")
              + f" · real-time budget {s['realtime_budget_ms']:.1f} ms (p99 @ {s['fps']:g} fps) · {e['date']}",
              f"data: {s['data']}", v]
     j = e.get("jetson")
@@ -78,20 +84,25 @@ def env_lines(rep: BenchReport) -> list[str]:
     return lines
 
 
-def print_table(rep: BenchReport, console: Any = None) -> None:
+def print_table(rep: BenchReport, console: Any = None, wide: bool = False) -> None:
+    """The terminal report: the essential columns in 100 terminal columns, or all with ``wide``."""
     from rich.console import Console
     from rich.table import Table
 
-    con = console or Console(width=max(200, Console().width))
-    tab = Table(title="msvit-bench", caption=compute_line(rep))
-    for col in columns(rep):
+    con = console or Console(width=max(200, Console().width) if wide else min(100, Console().width))
+    tab = Table(title="msvit-bench", caption=compute_line(rep), pad_edge=False, collapse_padding=True)
+    for col in columns(rep, wide):
         tab.add_column(col, justify="left" if col in ("", "format", "prec", "dev", "note") else "right",
-                       overflow="fold", max_width=60 if col == "note" else None)
+                       overflow="fold", max_width=60 if col == "note" else None, no_wrap=col != "note")
     for r in rep.rows:
-        tab.add_row(*cells(rep, r))
+        tab.add_row(*cells(rep, r, wide))
     for line in env_lines(rep):
-        con.print(line, style="dim", highlight=False)
+        con.print(line, style="dim", highlight=False, overflow="fold")
     con.print(tab)
+    if rep.noise.get("warning"):
+        con.print(rep.noise["warning"], style="bold yellow", highlight=False)
+    con.print("±% = spread of block medians; speed-up = PyTorch eager / row, per round of the interleaved run; "
+              "RT = p99 within the real-time budget", style="dim", highlight=False)
 
 
 def write_json(rep: BenchReport, path: str | os.PathLike) -> Path:
@@ -108,12 +119,15 @@ def to_markdown(rep: BenchReport) -> str:
     cols = columns(rep)
     out = [MARKDOWN_HEADER, "", f"**Compute:** {compute_line(rep)}", ""]
     out += [f"- {line}" for line in env_lines(rep)] + [""]
+    if rep.noise.get("warning"):
+        out += [f"> {rep.noise['warning']}", ""]
     out.append("| " + " | ".join(c or "status" for c in cols) + " |")
     out.append("|" + "|".join("---" if c in ("", "format", "prec", "dev", "note") else "---:" for c in cols) + "|")
     for r in rep.rows:
         out.append("| " + " | ".join(x.replace("|", "\\|") for x in cells(rep, r)) + " |")
     out += ["", "✅ ran and met its checks · ❎ exported but a check failed · ❌ not runnable here. "
-            "Latency in ms at batch 1 unless marked; speed-up = PyTorch eager p50 / p50; "
+            "Latency in ms at batch 1 unless marked; ±% = spread of block medians; speed-up = PyTorch "
+            "eager / row, median of per-round block ratios of one interleaved run; "
             "RT = p99 at batch 1 within the real-time budget.", ""]
     return "\n".join(out)
 

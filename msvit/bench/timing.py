@@ -1,4 +1,6 @@
-"""Latency measurement: warm-up, then a timed loop; percentiles with numpy; peak memory."""
+"""Latency measurement: several runners timed round-robin in blocks (so every row sees the
+same machine state), percentiles with numpy, block-to-block spread, the CPU time other
+processes took meanwhile, and peak memory."""
 from __future__ import annotations
 
 import contextlib
@@ -38,6 +40,98 @@ def stats_from_ms(ms: np.ndarray | list[float], batch: int, warmup: int, seconds
                         p90_ms=float(p90), p99_ms=float(p99), mean_ms=mean, std_ms=float(a.std()),
                         min_ms=float(a.min()), max_ms=float(a.max()),
                         throughput=float(batch * 1000.0 / mean) if mean > 0 else float("inf"))
+
+
+@dataclass
+class Interleaved:
+    """One runner's share of an interleaved run."""
+
+    ms: list[float]  # every timed run
+    block_ms: list[float]  # median of each block, in round order (index r = round r)
+
+    @property
+    def spread_pct(self) -> float:
+        """(slowest - fastest block median) / median block: how much the machine moved under it."""
+        b = np.asarray(self.block_ms)
+        return float((b.max() - b.min()) / np.median(b) * 100.0) if b.size > 1 else 0.0
+
+
+def interleaved(fns: list[Callable[[], Any]], iters: int = 50, warmup: int = 10, block: int = 10,
+                min_time: float = 0.0, rewarm: int = 2, tick: Callable[[int], None] | None = None,
+                during: list[Callable[[], ContextManager]] | None = None) -> list[Interleaved]:
+    """Time every ``fns[i]()`` in blocks of ``block`` runs, round-robin, the order rotating each
+    round, until each has at least ``iters`` runs and ``min_time`` seconds have passed.
+
+    Back-to-back measurements minutes apart on a shared VM differ by more than the effects
+    being measured; interleaving puts every runner under the same load, so ratios between
+    runners stay meaningful even when absolute times do not. ``rewarm`` untimed runs before
+    each block refill caches the other runners evicted. ``during[i]`` wraps runner i's blocks
+    (e.g. a power sampler); ``tick(i)`` is called after each timed run of runner i.
+    """
+    if iters < 1 or block < 1:
+        raise ValueError("iters and block must be >= 1")
+    for f in fns:
+        for _ in range(max(0, warmup)):
+            f()
+    out = [Interleaved([], []) for _ in fns]
+    clock = time.perf_counter
+    t_start, r = clock(), 0
+    while min(len(o.ms) for o in out) < iters or clock() - t_start < min_time:
+        order = list(range(len(fns)))
+        order = order[r % len(fns):] + order[:r % len(fns)]
+        for i in order:
+            f = fns[i]
+            for _ in range(rewarm):
+                f()
+            ctx = during[i]() if during and during[i] else contextlib.nullcontext()
+            blk = []
+            with ctx:
+                for _ in range(block):
+                    t0 = clock()
+                    f()
+                    blk.append((clock() - t0) * 1e3)
+                    if tick:
+                        tick(i)
+            out[i].ms.extend(blk)
+            out[i].block_ms.append(float(np.median(blk)))
+        r += 1
+    return out
+
+
+def paired_speedup(base: Interleaved, other: Interleaved) -> float:
+    """Median over rounds of base block / other block: each ratio compares two blocks timed
+    next to each other, so slow drifts of the machine cancel."""
+    n = min(len(base.block_ms), len(other.block_ms))
+    return float(np.median(np.asarray(base.block_ms[:n]) / np.asarray(other.block_ms[:n])))
+
+
+class ForeignLoad:
+    """CPU time other processes used while a block ran, as a share of all CPUs (psutil):
+    the direct evidence that a timing was taken on a busy machine."""
+
+    def __init__(self) -> None:
+        self.pct: float | None = None
+
+    def __enter__(self) -> "ForeignLoad":
+        if _psutil_ok():
+            import psutil
+
+            self._sys, self._own, self._t = psutil.cpu_times(), psutil.Process().cpu_times(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if not _psutil_ok():
+            return
+        import psutil
+
+        s, o, wall = psutil.cpu_times(), psutil.Process().cpu_times(), time.perf_counter() - self._t
+        busy = (s.user + s.system + getattr(s, "nice", 0.0)) - (self._sys.user + self._sys.system
+                                                                  + getattr(self._sys, "nice", 0.0))
+        own = (o.user + o.system + o.children_user + o.children_system) - (
+            self._own.user + self._own.system + self._own.children_user + self._own.children_system)
+        cpus = psutil.cpu_count() or 1
+        if wall > 0:
+            self.pct = max(0.0, (busy - own) / (wall * cpus) * 100.0)
 
 
 def measure(fn: Callable[[np.ndarray], Any], x: np.ndarray, warmup: int = 10, iters: int = 50,

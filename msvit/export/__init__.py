@@ -2,7 +2,7 @@
 
 >>> from msvit.export import export
 >>> res = export(model, target="onnx", out_dir="artifacts")   # -> ExportResult
->>> res.path, res.size_bytes, res.seconds, res.parity.max_abs_logit
+>>> res.path, res.size_bytes, res.seconds, res.parity.max_abs_dlogit
 """
 from __future__ import annotations
 
@@ -11,17 +11,18 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch.nn as nn
 
-from ..errors import CalibrationError, ExportError, TargetUnavailableError
-from .core import ExportContext, ExportResult, TargetOutput, build_metadata, run_export
+from ..data import resolve_data
+from ..errors import CalibrationError, ExportError
+from ..quantize import Int8Options
+from .core import ExportContext, ExportOptions, ExportResult, TargetOutput, build_metadata, run_export
 from .targets import PRECISIONS, TARGETS, Target, get_target
 from .validate import ParityReport, compare
 
 __all__ = [
-    "ExportContext", "ExportResult", "ParityReport", "PRECISIONS", "TARGETS", "Target", "TargetOutput",
-    "artifact_stem", "check_request", "compare", "export", "load_runner", "resolve_verify_data",
+    "ExportContext", "ExportOptions", "ExportResult", "Int8Options", "ParityReport", "PRECISIONS", "TARGETS",
+    "Target", "TargetOutput", "artifact_stem", "check_request", "compare", "export",
 ]
 
 
@@ -39,29 +40,6 @@ def artifact_stem(model: nn.Module, precision: str, batch: int = 1, dynamic_batc
     elif batch != 1:
         stem += f"_b{batch}"
     return stem
-
-
-def resolve_verify_data(verify_data: Any, size: int) -> tuple[np.ndarray, str]:
-    """A folder/manifest, an ImageSet or an array -> (inputs, description); None -> built-in inputs."""
-    from ..data import ImageSet, builtin_inputs, load_images
-
-    if verify_data is None:
-        return builtin_inputs(8, size), "8 built-in synthetic images"
-    if isinstance(verify_data, ImageSet):
-        return verify_data.x, f"{len(verify_data)} images from {verify_data.source}"
-    if isinstance(verify_data, np.ndarray):
-        return verify_data.astype(np.float32), f"{len(verify_data)} given inputs"
-    s = load_images(verify_data, size)
-    return s.x, f"{len(s)} images from {verify_data}"
-
-
-def load_runner(target: str, path: str | os.PathLike, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """A callable float32 NCHW -> logits (N, 1) for an artifact, if it can run on this host."""
-    t = get_target(target)
-    ok, why = t.can_run_here()
-    if not ok:
-        raise TargetUnavailableError(why)
-    return _module(t).load(path, threads=threads)
 
 
 def check_request(t: Target, precision: str, calib_given: bool) -> None:
@@ -89,13 +67,14 @@ def export(
     opset: int = 18,
     verify_data: Any = None,
     calib: Any = None,
-    options: dict[str, Any] | None = None,
+    options: ExportOptions | None = None,
     log: Callable[[str], None] | None = print,
     strict: bool = True,
-    _verify: tuple[np.ndarray, str] | None = None,
 ) -> ExportResult:
     """Export ``model`` to one target, verify it against PyTorch, return an :class:`ExportResult`.
 
+    ``verify_data``: a folder/CSV of face crops, an ImageSet or preprocessed arrays (default:
+    8 built-in synthetic images); ``calib``: a :class:`~msvit.quantize.CalibrationSet` for int8.
     ``strict=True`` raises the typed :class:`~msvit.errors.MsvitError` on failure;
     ``strict=False`` returns a result whose ``status`` says what happened.
     """
@@ -113,6 +92,6 @@ def export(
     ctx = ExportContext(model=model, target=t, precision=precision, out_dir=Path(out_dir),
                         stem=artifact_stem(model, precision, batch, dynamic_batch), batch=batch,
                         dynamic_batch=dynamic_batch, opset=opset, metadata=meta, calib=calib,
-                        options=dict(options or {}))
-    vx, vname = _verify or resolve_verify_data(verify_data, ctx.img_size)
-    return run_export(ctx, _module(t).export, vx, vname, log=log, strict=strict)
+                        options=options or ExportOptions(), log=log)
+    verify = resolve_data(verify_data, ctx.img_size)
+    return run_export(ctx, _module(t).export, verify, strict=strict)

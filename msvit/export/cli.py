@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--min-agreement", type=float, default=0.99, help="accuracy guard: min decision agreement")
     q.add_argument("--max-dprob", type=float, default=0.05,
                    help="accuracy guard: max |P(fake) INT8 - P(fake) FP32| on any verify image (default 0.05)")
+    q.add_argument("--sensitivity-dprob", type=float, default=0.02,
+                   help="INT8 plan: simulated max |ΔP| the chosen INT8 layers may add (default 0.02)")
     t = p.add_argument_group("target options")
     t.add_argument("--trt-version", default=None, help="plan for TensorRT 10 or 11 (default: installed, else 10)")
     t.add_argument("--min-deployment-target", default="iOS16", help="Core ML minimum deployment target")
@@ -90,9 +92,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ..data import resolve_data
     from ..model import create_model
+    from ..quantize import Int8Options
     from . import TARGETS as T
-    from . import check_request, export, resolve_verify_data
+    from . import ExportOptions, check_request, export
 
     names = list(T) if args.target == "all" else [args.target]
     if args.precision and args.target != "all":  # fail before building the model or downloading weights
@@ -104,18 +108,20 @@ def _run(args: argparse.Namespace) -> int:
         from ..quantize.calib import load_calibration
 
         calib = load_calibration(args.calib_data, model.img_size, args.calib_size)
-    verify = resolve_verify_data(args.verify_data, model.img_size)
-    options = {"with_prob": args.prob, "trt_version": args.trt_version, "max_batch": args.max_batch,
-               "minimum_deployment_target": args.min_deployment_target, "calib_method": args.calib_method,
-               "max_auc_drop": args.max_auc_drop, "min_agreement": args.min_agreement, "max_dprob": args.max_dprob,
-               "verify_data": args.verify_data}
+    verify = resolve_data(args.verify_data, model.img_size)  # read once, for every target
+    int8 = Int8Options(calib_method=args.calib_method, min_agreement=args.min_agreement,
+                       max_auc_drop=args.max_auc_drop, max_dprob=args.max_dprob,
+                       sensitivity_dprob=args.sensitivity_dprob, verify_data=verify if args.verify_data else None)
+    options = ExportOptions(with_prob=args.prob, trt_version=args.trt_version, max_batch=args.max_batch,
+                            minimum_deployment_target=args.min_deployment_target, int8=int8)
     results = []
     for name in names:
         prec = args.precision if args.precision in T[name].precisions else None
         if args.target == "all" and args.precision and prec is None:
             continue
         results.append(export(model, name, prec, args.out, batch=args.batch, dynamic_batch=args.dynamic_batch,
-                              opset=args.opset, calib=calib, options=options, strict=False, _verify=verify))
+                              opset=args.opset, verify_data=verify, calib=calib, options=options,
+                              strict=False))
     _print_table(results)
     for r in results:
         if "trtexec" in r.extra and not r.ok:
@@ -140,7 +146,7 @@ def _print_table(results: list) -> None:
                                           else (par.data if par else ""))
         tab.add_row(r.icon, r.target, r.precision, r.path.name if r.path else "-",
                     f"{r.size_bytes / 1e6:.1f}" if r.size_bytes else "-", f"{r.seconds:.1f}",
-                    f"{par.max_abs_logit:.1e}" if par else "-", f"{par.max_abs_prob:.1e}" if par else "-",
+                    f"{par.max_abs_dlogit:.1e}" if par else "-", f"{par.max_abs_dprob:.1e}" if par else "-",
                     f"{par.agreement:.3f}" if par else "-", note)
     Console(width=max(160, Console().width)).print(tab)
 

@@ -1,5 +1,6 @@
-"""The uniform export wrapper: checks, a private temp dir, timing, verification,
-atomic publish (rename into place), a manifest JSON beside the artifact, one log line."""
+"""The uniform export wrapper: checks, a private temp dir, timing, verification through
+:mod:`msvit.runtime` (the same loader users and the benchmark have), one publish step for
+the artifact and its manifest, one log line."""
 from __future__ import annotations
 
 import errno
@@ -14,15 +15,26 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 import torch.nn as nn
 
+from ..data import ImageSet
 from ..errors import AccuracyGuardError, ExportError, MsvitError, TargetUnavailableError, ValidationError
+from ..quantize import CalibrationSet, Int8Job, Int8Options, Int8Result
 from .targets import Target
-from .validate import DEFAULT_ATOL, ParityReport, check, compare, run_batched
+from .validate import DEFAULT_ATOL, ParityReport, check, compare
 
-Runner = Callable[[np.ndarray], np.ndarray]
+
+@dataclass
+class ExportOptions:
+    """Target settings beyond target/precision/shape (``msvit-export`` flags of the same names)."""
+
+    with_prob: bool = False  # ONNX: a second output ``prob`` = sigmoid(logit)
+    trt_version: str | None = None  # plan for TensorRT 10 or 11 (default: installed, else 10)
+    max_batch: int = 16  # TensorRT optimisation-profile max with dynamic batch
+    minimum_deployment_target: str | None = None  # Core ML (default iOS16; W8A8 needs iOS17)
+    coreml_weights: str = "linear"  # Core ML int8-weights: linear | palettize
+    int8: Int8Options = field(default_factory=Int8Options)
 
 
 @dataclass
@@ -38,9 +50,10 @@ class ExportContext:
     dynamic_batch: bool = False
     opset: int = 18
     metadata: dict[str, str] = field(default_factory=dict)
-    calib: Any = None  # msvit.data.ImageSet for int8
-    options: dict[str, Any] = field(default_factory=dict)
+    calib: CalibrationSet | None = None  # for int8
+    options: ExportOptions = field(default_factory=ExportOptions)
     work_dir: Path = Path(".")
+    log: Callable[[str], None] | None = print
 
     @property
     def img_size(self) -> int:
@@ -49,19 +62,28 @@ class ExportContext:
     def example(self) -> torch.Tensor:
         return torch.zeros(self.batch, 3, self.img_size, self.img_size)
 
+    def int8_job(self, metadata: dict[str, str] | None = None) -> Int8Job:
+        return Int8Job(self.model, self.calib, self.options.int8, self.work_dir,
+                       self.metadata if metadata is None else metadata, self.batch, self.log)
+
 
 @dataclass
 class TargetOutput:
-    """What a target function produced (paths inside ``ctx.work_dir``)."""
+    """What a target function produced (paths inside ``ctx.work_dir``). The wrapper verifies
+    ``main`` by opening it with :func:`msvit.runtime.load`."""
 
     main: Path
     files: list[Path]
-    runner: Runner | None = None  # set when the artifact can run here
     extra: dict[str, Any] = field(default_factory=dict)
     atol: float | None = None  # override the precision's default tolerance
     note: str = ""
     unavailable: str = ""  # the final step cannot run here (e.g. no GPU): files still published
     failed: str = ""  # produced but a check failed (e.g. INT8 accuracy guard): published, marked failing
+
+    @classmethod
+    def int8(cls, main: Path, res: Int8Result, extra: dict[str, Any] | None = None) -> "TargetOutput":
+        """INT8 artifacts are judged by the accuracy guard (decisions), not a logit atol."""
+        return cls(main, res.files, extra={**res.info, **(extra or {})}, failed=res.failure, note=res.note)
 
 
 @dataclass
@@ -167,27 +189,43 @@ def build_metadata(model: nn.Module, target: Target, precision: str, batch: int,
     return meta
 
 
-def _publish(src: Path, dst: Path) -> None:
-    """Atomically put ``src`` (file or directory) at ``dst`` (same filesystem)."""
-    if dst.is_dir() and not dst.is_symlink():
-        old = dst.with_name(dst.name + ".old-msvit")
-        os.replace(dst, old)
-        os.replace(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, dst)
-
-
 def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON under a temp name and rename it into place (readers never see half a file)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=2, default=str)
             f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; manifests are as readable as the artifacts
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def publish(staged: list[Path], out_dir: Path) -> list[Path]:
+    """Move every staged file (or folder) to ``out_dir`` as one step: if any move fails, the
+    ones already moved are taken back and replaced files restored, so the artifact and its
+    manifest appear together or not at all."""
+    backup = staged[0].parent / ".replaced"
+    done: list[tuple[Path, Path, Path | None]] = []  # (final, staged, backup of what it replaced)
+    try:
+        for src in staged:
+            dst = out_dir / src.name
+            old = None
+            if dst.exists() or dst.is_symlink():
+                backup.mkdir(exist_ok=True)
+                old = backup / src.name
+                os.replace(dst, old)
+            os.replace(src, dst)
+            done.append((dst, src, old))
+    except OSError:
+        for dst, src, old in reversed(done):
+            os.replace(dst, src)
+            if old is not None:
+                os.replace(old, dst)
+        raise
+    return [d for d, _, _ in done]
 
 
 def _io_error(e: OSError, where: Path) -> ExportError:
@@ -198,17 +236,34 @@ def _io_error(e: OSError, where: Path) -> ExportError:
     return ExportError(f"I/O error writing into {where}: {e.strerror or e}")
 
 
+def _verify(ctx: ExportContext, out: TargetOutput, verify: ImageSet, res: "ExportResult") -> None:
+    """Run the artifact through msvit.runtime and compare it with PyTorch (not on hosts where
+    the format cannot run: then the target has verified its structure)."""
+    from .. import runtime
+
+    try:
+        session = runtime.load(out.main)
+    except TargetUnavailableError:
+        res.verified = "structure"
+        return
+    with session, torch.no_grad():
+        ref = ctx.model(torch.from_numpy(verify.x)).numpy()
+        got = session.run(verify.x)
+    atol = out.atol if out.atol is not None else DEFAULT_ATOL.get(ctx.precision)
+    res.parity = compare(ref, got, atol, data=verify.description)
+    res.verified = "ran"
+
+
 def run_export(
     ctx: ExportContext,
     fn: Callable[[ExportContext], TargetOutput],
-    verify_x: np.ndarray | None,
-    verify_name: str,
-    log: Callable[[str], None] | None = print,
+    verify: ImageSet,
     strict: bool = True,
 ) -> ExportResult:
     """Run one target end to end. Expected failures come back as a non-ok result
     (``strict=False``) or raise (``strict=True``); nothing half-written is left under a
     final name either way."""
+    log = ctx.log
     t0 = time.perf_counter()
     res = ExportResult(ctx.target.name, ctx.precision, "failed")
     work = None
@@ -228,35 +283,22 @@ def run_export(
             raise _io_error(e, ctx.out_dir) from None
         res.extra.update(out.extra)
         res.message = out.note
-        # verification, before anything is published
-        if out.runner is not None and verify_x is not None:
-            with torch.no_grad():
-                ref = ctx.model(torch.from_numpy(verify_x)).numpy()
-            got = run_batched(out.runner, verify_x, ctx.batch if not ctx.dynamic_batch else len(verify_x))
-            atol = out.atol if out.atol is not None else DEFAULT_ATOL.get(ctx.precision)
-            res.parity = compare(ref, got, atol, data=verify_name)
-            res.verified = "ran"
-        elif out.runner is None:
-            res.verified = "structure"
+        _verify(ctx, out, verify, res)  # before anything is published
         res.seconds = time.perf_counter() - t0
-        # publish: move every produced file from the temp dir to its final name
-        try:
-            for f in out.files:
-                _publish(f, ctx.out_dir / f.name)
-        except OSError as e:
-            raise _io_error(e, ctx.out_dir) from None
-        res.files = [ctx.out_dir / f.name for f in out.files]
-        res.path = ctx.out_dir / out.main.name
-        res.size_bytes = sum(path_size(f) for f in res.files)
         failed_parity = res.parity is not None and not res.parity.passed
         res.status = "failed" if (failed_parity or out.failed) else "ok"
         if failed_parity:
             res.message = f"parity check failed: {res.parity.summary()} (atol {res.parity.atol:g})"
+        res.files = [ctx.out_dir / f.name for f in out.files]
+        res.path = ctx.out_dir / out.main.name
+        res.size_bytes = sum(path_size(f) for f in out.files)
         res.manifest = res.path.with_name(res.path.name + ".json")
-        try:
-            write_json_atomic(res.manifest, {"metadata": ctx.metadata, "result": {**res.to_dict(), "message": out.failed
-                                             or res.message},
-                                             "sha256": _sha256s(res.files)})
+        staged_manifest = work / res.manifest.name
+        try:  # the manifest is staged beside the files and published with them, in one step
+            write_json_atomic(staged_manifest, {"metadata": ctx.metadata,
+                                                "result": {**res.to_dict(), "message": out.failed or res.message},
+                                                "sha256": _sha256s(out.files)})
+            publish([*out.files, staged_manifest], ctx.out_dir)
         except OSError as e:
             raise _io_error(e, ctx.out_dir) from None
         if failed_parity:
@@ -292,4 +334,5 @@ def _sha256s(files: list[Path]) -> dict[str, str]:
     return out
 
 
-__all__ = ["ExportContext", "ExportResult", "TargetOutput", "ValidationError", "build_metadata", "run_export"]
+__all__ = ["ExportContext", "ExportOptions", "ExportResult", "TargetOutput", "ValidationError", "build_metadata",
+           "publish", "run_export"]

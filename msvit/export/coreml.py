@@ -8,7 +8,7 @@ the top of the graph, and the sigmoid is the last op. Conversion goes through
 
 Precisions: ``fp16`` / ``fp32`` compute precision; ``int8-weights`` compresses the
 weights after conversion with ``coremltools.optimize.coreml`` (per-channel symmetric
-int8, or 6-bit k-means palettization with ``options["coreml_weights"]="palettize"``),
+int8, or 6-bit k-means palettization with ``ExportOptions(coreml_weights="palettize")``),
 activations stay fp16; ``int8`` (W8A8) lives in :mod:`msvit.quantize.coreml`.
 
 Core ML models run only on Apple platforms: on Linux the package is verified
@@ -18,53 +18,25 @@ result says ``verified="structure"``; on macOS a runner feeds the images through
 """
 from __future__ import annotations
 
-import collections
-import io
-import logging
-import os
 import platform
-import warnings
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from ..errors import ExportError, ValidationError
+from ..quantize import run_int8
+from ..quantize.coreml import CoreMLInt8
+from ..runtime.coreml import INPUT, LOGIT, OUTPUT, annotate, import_ct, inspect, quiet
 from .core import ExportContext, TargetOutput
 
-INPUT = "image"
-OUTPUT = "prob_fake"
-LOGIT = "logit"
 DEFAULT_DEPLOYMENT_TARGET = "iOS16"
 WEIGHT_MODES = ("linear", "palettize")
 #: ops that decompress weights at load time (iOS16/17 and iOS18 spellings)
 CONSTEXPR_LINEAR = ("constexpr_affine_dequantize", "constexpr_blockwise_shift_scale")
 CONSTEXPR_LUT = ("constexpr_lut_to_dense",)
-
-
-@contextmanager
-def quiet() -> Iterator[None]:
-    """coremltools on Linux logs 'Failed to load _MLModelProxy' (no Core ML runtime),
-    warns about untested torch versions and draws tqdm bars on stderr: keep that out of
-    our output. Exceptions still propagate."""
-    lg = logging.getLogger("coremltools")
-    old = lg.level
-    lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        lg.setLevel(old)
-
-
-def import_ct():
-    with quiet():
-        import coremltools as ct
-    return ct
 
 
 class ImageModel(nn.Module):
@@ -123,7 +95,7 @@ def compress_weights(ml, mode: str = "linear"):
     import coremltools.optimize as cto
 
     if mode not in WEIGHT_MODES:
-        raise ExportError(f"options['coreml_weights'] must be one of {WEIGHT_MODES}, got {mode!r}")
+        raise ExportError(f"coreml_weights must be one of {WEIGHT_MODES}, got {mode!r}")
     with quiet():
         if mode == "palettize":
             cfg = cto.coreml.OptimizationConfig(global_config=cto.coreml.OpPalettizerConfig(
@@ -133,55 +105,6 @@ def compress_weights(ml, mode: str = "linear"):
             mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=2048))
         return (cto.coreml.linear_quantize_weights(ml, config=cfg),
                 "int8 linear symmetric per-channel weights, fp16 activations (weight_threshold 2048)")
-
-
-def annotate(ml, metadata: dict[str, str], size: int) -> None:
-    ml.author = "msvit"
-    ml.license = metadata.get("license", "see the model card of the weights")
-    ml.short_description = (f"{metadata.get('model', 'MS-Eff-ViT')} deepfake detector (MS-Eff-ViT/DeepGuard); "
-                            f"{OUTPUT} = P(fake), fake if >= {metadata.get('threshold', '0.5')}")
-    ml.version = metadata.get("msvit_version", "")
-    ml.input_description[INPUT] = (f"{size}x{size} RGB face crop: longest side resized to {size}, "
-                                   "centred on black padding (normalisation happens inside the model)")
-    ml.output_description[OUTPUT] = "P(fake) = sigmoid(logit), shape (1, 1)"
-    ml.output_description[LOGIT] = "raw logit, shape (1, 1)"
-    for k, v in metadata.items():
-        ml.user_defined_metadata[k] = str(v)
-
-
-def inspect(path: str | os.PathLike) -> dict[str, Any]:
-    """What the package holds, from its spec alone (no Core ML runtime needed)."""
-    ct = import_ct()
-    from coremltools.proto import MIL_pb2
-
-    with quiet():
-        spec = ct.utils.load_spec(str(path))
-    d = spec.description
-    info: dict[str, Any] = {
-        "spec_version": spec.specificationVersion,
-        "inputs": {i.name: i.type.WhichOneof("Type") for i in d.input},
-        "outputs": {o.name: list(o.type.multiArrayType.shape) for o in d.output},
-        "user_defined_metadata": dict(d.metadata.userDefined),
-        "image": None,
-    }
-    if d.input and d.input[0].type.WhichOneof("Type") == "imageType":
-        it = d.input[0].type.imageType
-        info["image"] = {"width": it.width, "height": it.height,
-                         "color_space": ct.proto.FeatureTypes_pb2.ImageFeatureType.ColorSpace.Name(it.colorSpace)}
-    if spec.WhichOneof("Type") != "mlProgram":
-        info["program"] = spec.WhichOneof("Type")
-        return info
-    fn = spec.mlProgram.functions["main"]
-    ops = fn.block_specializations[fn.opset].operations
-    types = collections.Counter(op.type for op in ops)
-    dtypes: collections.Counter = collections.Counter()
-    for op in ops:
-        if op.type == "const" and op.outputs[0].type.tensorType.rank > 0:
-            dtypes[MIL_pb2.DataType.Name(op.outputs[0].type.tensorType.dataType)] += 1
-    info.update(program="mlProgram", opset=fn.opset, n_ops=sum(v for k, v in types.items() if k != "const"),
-                constexpr_ops={k: v for k, v in types.items() if k.startswith("constexpr_")},
-                const_tensor_dtypes=dict(dtypes), op_types=dict(types.most_common(10)))
-    return info
 
 
 def verify_structure(info: dict[str, Any], metadata: dict[str, str], precision: str, size: int,
@@ -217,43 +140,6 @@ def verify_structure(info: dict[str, Any], metadata: dict[str, str], precision: 
         raise ValidationError("Core ML package structure check failed: " + "; ".join(problems))
 
 
-def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    ct = import_ct()
-    with quiet():
-        return dict(ct.utils.load_spec(str(path)).description.metadata.userDefined)
-
-
-class CoreMLRunner:
-    """macOS only: float32 NCHW (normalised, as for every runner) -> uint8 RGB images ->
-    ``MLModel.predict`` -> logits (N, 1)."""
-
-    def __init__(self, path: str | os.PathLike, threads: int | None = None, compute_units: str = "CPU_ONLY") -> None:
-        ct = import_ct()
-        self.model = ct.models.MLModel(str(path), compute_units=getattr(ct.ComputeUnit, compute_units))
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        from PIL import Image
-
-        from ..model.ms_eff_vit import IMAGENET_MEAN, IMAGENET_STD
-
-        mean = np.asarray(IMAGENET_MEAN, np.float32).reshape(1, 3, 1, 1)
-        std = np.asarray(IMAGENET_STD, np.float32).reshape(1, 3, 1, 1)
-        u8 = np.clip(np.rint((x * std + mean) * 255.0), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
-        out = []
-        for img in u8:
-            res = self.model.predict({INPUT: Image.fromarray(img, "RGB")})
-            out.append(np.asarray(res[LOGIT], np.float32).reshape(1))
-        return np.stack(out)
-
-
-def load(path: str | os.PathLike, threads: int | None = None) -> CoreMLRunner:
-    if platform.system() != "Darwin":
-        from ..errors import TargetUnavailableError
-
-        raise TargetUnavailableError("Core ML models run only on macOS/iOS")
-    return CoreMLRunner(path, threads)
-
-
 def interface_metadata(size: int, batch: int = 1) -> dict[str, str]:
     """Core ML's interface differs from the tensor targets': say so in the embedded metadata."""
     return {
@@ -271,43 +157,50 @@ def check_shape(ctx: ExportContext) -> None:
                           "MLModel.predictions(from:) / a list of inputs")
 
 
-def finish(ctx: ExportContext, ml, meta: dict[str, str], weights: str = "linear",
-           extra: dict[str, Any] | None = None) -> TargetOutput:
-    """Annotate, save, verify structure; a runner only on macOS."""
-    size = ctx.img_size
-    annotate(ml, meta, size)
-    path = ctx.work_dir / f"{ctx.stem}.mlpackage"
+def save(ml, path: Path, metadata: dict[str, str]) -> Path:
+    """Annotate with the metadata and write the package."""
+    annotate(ml, metadata, int(str(metadata.get("input_shape", "1x3x224x224")).split("x")[-1]))
     with quiet():
         ml.save(str(path))
+    return path
+
+
+def finish(ctx: ExportContext, path: Path, meta: dict[str, str], weights: str = "linear",
+           extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Verify the written package by its spec; the facts for the manifest."""
     info = inspect(path)
-    verify_structure(info, meta, ctx.precision, size, weights)
+    verify_structure(info, meta, ctx.precision, ctx.img_size, weights)
     structure = {k: info[k] for k in ("inputs", "outputs", "image", "spec_version", "opset", "n_ops",
                                       "constexpr_ops", "const_tensor_dtypes") if k in info}
     structure["user_defined_metadata_keys"] = len(info["user_defined_metadata"])
-    out_extra = {"structure": structure, "minimum_deployment_target": meta.get("coreml_deployment_target"),
-                 **(extra or {})}
-    if platform.system() == "Darwin":
-        return TargetOutput(path, [path], CoreMLRunner(path), extra=out_extra,
-                            atol=5e-2 if ctx.precision != "fp32" else 1e-3)
-    return TargetOutput(path, [path], None, extra=out_extra,
-                        note="structure verified (Core ML runs only on macOS/iOS)")
+    return {"structure": structure, "minimum_deployment_target": meta.get("coreml_deployment_target"), **(extra or {})}
 
 
 def export(ctx: ExportContext) -> TargetOutput:
     check_shape(ctx)
-    if ctx.precision == "int8":
-        from ..quantize.coreml import quantize_coreml
-
-        return quantize_coreml(ctx)
-    target = ctx.options.get("minimum_deployment_target") or DEFAULT_DEPLOYMENT_TARGET
+    path = ctx.work_dir / f"{ctx.stem}.mlpackage"
     ctx.metadata.update(interface_metadata(ctx.img_size))  # the manifest describes this package's interface
+    atol = 5e-2 if ctx.precision != "fp32" else 1e-3  # where it runs (macOS): ImageType rounding + fp16
+    if ctx.precision == "int8":
+        target = str(ctx.options.minimum_deployment_target or "iOS17")
+        ct = import_ct()
+        if deployment_target(ct, target) < ct.target.iOS17:
+            target = "iOS17"  # activation quantization (int8 activations) needs iOS17 / macOS14
+        meta = {**ctx.metadata, "coreml_deployment_target": target}
+        adapter = CoreMLInt8(ctx.int8_job(meta), convert=lambda m: convert(m, "fp16", target),
+                             compress=lambda ml: compress_weights(ml, "linear"), save=save)
+        res = run_int8(adapter, path)
+        return TargetOutput.int8(path, res, finish(ctx, path, meta))
+    target = ctx.options.minimum_deployment_target or DEFAULT_DEPLOYMENT_TARGET
     meta = {**ctx.metadata, "coreml_deployment_target": str(target)}
     ml = convert(ctx.model, "fp32" if ctx.precision == "fp32" else "fp16", target)
     extra: dict[str, Any] = {}
     weights = "linear"
     if ctx.precision == "int8-weights":
-        weights = str(ctx.options.get("coreml_weights") or "linear")
+        weights = ctx.options.coreml_weights
         ml, how = compress_weights(ml, weights)
         meta["weight_compression"] = how
         extra["weight_compression"] = how
-    return finish(ctx, ml, meta, weights, extra)
+    save(ml, path, meta)
+    return TargetOutput(path, [path], extra=finish(ctx, path, meta, weights, extra), atol=atol,
+                        note="" if platform.system() == "Darwin" else "structure verified (Core ML runs only on macOS/iOS)")

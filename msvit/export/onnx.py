@@ -6,18 +6,17 @@ a 382-node graph straight away (legacy: 946 nodes, Shape/Gather chains from timm
 """
 from __future__ import annotations
 
-import io
-import os
 import warnings
-from contextlib import redirect_stdout
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 import torch.nn as nn
 
 from ..errors import ExportError
+from ..quantize import run_int8
+from ..quantize.onnx import OnnxInt8
+from ..runtime.base import quiet_output
+from ..runtime.onnx import set_metadata
 from .core import ExportContext, TargetOutput
 
 OPSET_MIN = 17
@@ -48,8 +47,7 @@ def export_fp32_onnx(model: nn.Module, path: Path, *, batch: int = 1, dynamic_ba
     module = _WithProb(model).eval() if with_prob else model.eval()
     outputs = ["logit", "prob"] if with_prob else ["logit"]
     dyn = {"image": {0: "batch"}, **{o: {0: "batch"} for o in outputs}} if dynamic_batch else None
-    with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
+    with quiet_output():
         try:
             prog = torch.onnx.export(module, (x,), None, input_names=["image"], output_names=outputs,
                                      opset_version=opset, dynamo=True, dynamic_axes=dyn, verbose=False,
@@ -63,19 +61,6 @@ def export_fp32_onnx(model: nn.Module, path: Path, *, batch: int = 1, dynamic_ba
     onnx.checker.check_model(proto, full_check=True)
     onnx.save(proto, str(path))
     return path
-
-
-def set_metadata(proto: Any, metadata: dict[str, str]) -> None:
-    del proto.metadata_props[:]
-    for k, v in sorted(metadata.items()):
-        e = proto.metadata_props.add()
-        e.key, e.value = k, str(v)
-
-
-def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    import onnx
-
-    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
 
 
 def to_fp16(src: Path, dst: Path) -> Path:
@@ -95,53 +80,15 @@ def to_fp16(src: Path, dst: Path) -> Path:
     return dst
 
 
-class OrtRunner:
-    """onnxruntime CPU session returning the ``logit`` output."""
-
-    def __init__(self, path: str | os.PathLike, threads: int | None = None,
-                 providers: list[str] | None = None, spinning: bool = True) -> None:
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        if threads:
-            so.intra_op_num_threads = threads
-            so.inter_op_num_threads = 1
-        if not spinning:  # an idle pool spinning between runs steals the core of another session being timed
-            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        so.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
-        self.input = self.session.get_inputs()[0].name
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(["logit"], {self.input: np.ascontiguousarray(x, np.float32)})[0]
-
-
-def load(path: str | os.PathLike, threads: int | None = None) -> OrtRunner:
-    return OrtRunner(path, threads)
-
-
-def int8_output(main: Path, files: list[Path], runner, info: dict) -> TargetOutput:
-    """INT8 artifacts are judged by the accuracy guard (decisions), not a logit atol."""
-    g = info.get("guard", {})
-    failed = "" if info.get("guard_passed") else (
-        f"INT8 accuracy guard failed even with {len(info.get('float_groups', []))} groups in float: "
-        + "; ".join(g.get("reasons", [])) + " (artifact kept, marked failing)")
-    return TargetOutput(main, files, runner, extra=info, failed=failed,
-                        note=f"{len(info.get('quantized_groups', []))} groups int8, "
-                             f"{len(info.get('float_groups', []))} float")
-
-
 def export(ctx: ExportContext) -> TargetOutput:
     path = ctx.work_dir / f"{ctx.stem}.onnx"
-    with_prob = bool(ctx.options.get("with_prob"))
+    with_prob = ctx.options.with_prob
     if ctx.precision == "int8":
-        from ..quantize.onnx import quantize_onnx
-
         fp32 = export_fp32_onnx(ctx.model, ctx.work_dir / "fp32.onnx", batch=ctx.batch,
                                 dynamic_batch=ctx.dynamic_batch, opset=ctx.opset, metadata=ctx.metadata)
-        info = quantize_onnx(fp32, path, ctx)
+        res = run_int8(OnnxInt8(ctx.int8_job(), fp32), path)
         fp32.unlink()
-        return int8_output(path, [path], OrtRunner(path), info)
+        return TargetOutput.int8(path, res)
     if ctx.precision == "fp16":
         fp32 = export_fp32_onnx(ctx.model, ctx.work_dir / "fp32.onnx", batch=ctx.batch,
                                 dynamic_batch=ctx.dynamic_batch, opset=ctx.opset, with_prob=with_prob,
@@ -151,4 +98,4 @@ def export(ctx: ExportContext) -> TargetOutput:
     else:
         export_fp32_onnx(ctx.model, path, batch=ctx.batch, dynamic_batch=ctx.dynamic_batch, opset=ctx.opset,
                          with_prob=with_prob, metadata=ctx.metadata)
-    return TargetOutput(path, [path], OrtRunner(path))
+    return TargetOutput(path, [path])

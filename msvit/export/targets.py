@@ -6,6 +6,8 @@ import importlib.util
 import platform
 from dataclasses import dataclass
 
+from ..runtime.tensorrt import probe
+
 PRECISIONS = ("fp32", "fp16", "int8", "int8-weights")
 
 
@@ -36,9 +38,7 @@ class Target:
         if self.runs_on == "macos" and platform.system() != "Darwin":
             return False, f"{self.title} models run only on macOS/iOS (structure verified instead)"
         if self.runs_on == "cuda":
-            from . import tensorrt
-
-            return tensorrt.probe()
+            return probe()
         return self.can_export_here()
 
 

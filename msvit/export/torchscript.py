@@ -7,42 +7,13 @@ pass is skipped with a warning, the model stays correct, just less fused.
 """
 from __future__ import annotations
 
-import json
-import os
 import warnings
-import zipfile
 
-import numpy as np
 import torch
 from torch.backends import xnnpack  # a submodule torch.backends does not import by itself
 
+from ..runtime.torchscript import metadata_extra_files
 from .core import ExportContext, TargetOutput
-
-METADATA_FILE = "metadata.json"
-
-
-def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """Extra file ``metadata.json`` from a .ptl (a zip archive), without loading the model."""
-    with zipfile.ZipFile(path) as z:
-        name = next(n for n in z.namelist() if n.endswith(f"/extra/{METADATA_FILE}"))
-        return json.loads(z.read(name))
-
-
-class LiteRunner:
-    def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
-        from torch.jit.mobile import _load_for_lite_interpreter
-
-        if threads:
-            torch.set_num_threads(threads)
-        self.module = _load_for_lite_interpreter(str(path))
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return self.module(torch.from_numpy(np.ascontiguousarray(x, np.float32))).numpy()
-
-
-def load(path: str | os.PathLike, threads: int | None = None) -> LiteRunner:
-    return LiteRunner(path, threads)
 
 
 def export(ctx: ExportContext) -> TargetOutput:
@@ -64,6 +35,5 @@ def export(ctx: ExportContext) -> TargetOutput:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
-        traced._save_for_lite_interpreter(str(path), _extra_files={METADATA_FILE: json.dumps(meta, indent=1)})
-    return TargetOutput(path, [path], LiteRunner(path), note=note,
-                        extra={"mobile_optimized": not note})
+        traced._save_for_lite_interpreter(str(path), _extra_files=metadata_extra_files(meta))
+    return TargetOutput(path, [path], note=note, extra={"mobile_optimized": not note})

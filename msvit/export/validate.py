@@ -1,30 +1,27 @@
-"""Validation as its own step (Optimum-style): run the artifact, compare with PyTorch,
+"""Validation as its own step (Optimum-style): compare an artifact's logits with PyTorch's,
 raise a typed error -- shape mismatch vs tolerance -- with explicit atol/rtol
 (Polygraphy-style)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from ..errors import ShapeMismatchError, ToleranceError
+from ..metrics import agreement_metrics
 
 #: logit tolerance per precision (int8 is judged on decisions, see msvit.quantize).
 DEFAULT_ATOL = {"fp32": 1e-4, "fp16": 1e-2}
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
-
-
 @dataclass
 class ParityReport:
     n: int
-    max_abs_logit: float
-    mean_abs_logit: float
-    max_abs_prob: float
-    mean_abs_prob: float
+    max_abs_dlogit: float
+    mean_abs_dlogit: float
+    max_abs_dprob: float
+    mean_abs_dprob: float
     agreement: float  # decisions equal at threshold 0.5
     atol: float | None
     rtol: float
@@ -35,7 +32,7 @@ class ParityReport:
         return asdict(self)
 
     def summary(self) -> str:
-        return (f"max|Δlogit| {self.max_abs_logit:.2e}, max|ΔP| {self.max_abs_prob:.2e}, "
+        return (f"max|Δlogit| {self.max_abs_dlogit:.2e}, max|ΔP| {self.max_abs_dprob:.2e}, "
                 f"agreement {self.agreement:.3f} (n={self.n}, {self.data})")
 
 
@@ -45,32 +42,14 @@ def compare(ref: np.ndarray, got: np.ndarray, atol: float | None, rtol: float = 
     ref, got = np.asarray(ref, np.float64), np.asarray(got, np.float64)
     if ref.shape != got.shape:
         raise ShapeMismatchError(f"output shape {got.shape} != reference {ref.shape}")
-    d = np.abs(ref - got)
-    pr, pg = sigmoid(ref), sigmoid(got)
-    dp = np.abs(pr - pg)
-    passed = True if atol is None else bool(np.all(d <= atol + rtol * np.abs(ref)))
-    return ParityReport(
-        n=int(ref.shape[0]), max_abs_logit=float(d.max()), mean_abs_logit=float(d.mean()),
-        max_abs_prob=float(dp.max()), mean_abs_prob=float(dp.mean()),
-        agreement=float(np.mean((pr >= threshold) == (pg >= threshold))), atol=atol, rtol=rtol, data=data,
-        passed=passed,
-    )
+    m = agreement_metrics(ref, got, threshold)
+    passed = True if atol is None else bool(np.all(np.abs(ref - got) <= atol + rtol * np.abs(ref)))
+    return ParityReport(n=int(ref.shape[0]), mean_abs_dlogit=float(np.abs(ref - got).mean()), atol=atol, rtol=rtol,
+                        data=data, passed=passed, **m)
 
 
 def check(report: ParityReport) -> ParityReport:
     if not report.passed:
-        raise ToleranceError(f"parity failed: max|Δlogit| {report.max_abs_logit:.3e} > atol {report.atol:g}"
+        raise ToleranceError(f"parity failed: max|Δlogit| {report.max_abs_dlogit:.3e} > atol {report.atol:g}"
                              f" + rtol {report.rtol:g}·|ref| ({report.summary()})")
     return report
-
-
-def run_batched(runner: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: int) -> np.ndarray:
-    """Feed ``x`` through ``runner`` in chunks of ``batch`` (static-batch artifacts need exact sizes)."""
-    outs = []
-    for i in range(0, len(x), batch):
-        chunk = x[i:i + batch]
-        pad = batch - len(chunk)
-        if pad:  # static batch: pad the last chunk, drop the padding afterwards
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-        outs.append(np.asarray(runner(chunk))[: batch - pad])
-    return np.concatenate(outs)

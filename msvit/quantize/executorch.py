@@ -19,12 +19,14 @@ import json
 import time
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from . import DEFAULT_METHOD, budget_from, plan_for, quantize_with_guard, verify_set
+from ..runtime.base import flat_metadata, quiet_output
+from .runner import Built, Int8Adapter, Int8Job
+from .sensitivity import QuantPlan
 
 CALIB_BATCH = 16
 
@@ -52,12 +54,10 @@ def quantized_program(model: torch.nn.Module, calib_x: np.ndarray, modules: list
     """PT2E prepare -> calibrate -> convert -> static re-export. ``modules=None``: everything."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    from ..export.executorch import _quiet
-
     size = int(getattr(model, "img_size", 224))
     t0 = time.perf_counter()
     dyn = torch.export.Dim("batch", min=1, max=max(CALIB_BATCH, batch))
-    with _quiet():
+    with quiet_output():
         gm = torch.export.export(model.eval(), (torch.zeros(2, 3, size, size),), dynamic_shapes=({0: dyn},)).module()
         te = time.perf_counter()
         prepared = prepare_pt2e(gm, _quantizer(modules))
@@ -66,7 +66,7 @@ def quantized_program(model: torch.nn.Module, calib_x: np.ndarray, modules: list
         for i in range(0, len(calib_x), CALIB_BATCH):
             prepared(torch.from_numpy(np.ascontiguousarray(calib_x[i:i + CALIB_BATCH])))
     t2 = time.perf_counter()
-    with _quiet():
+    with quiet_output():
         converted = convert_pt2e(prepared)
         ep = torch.export.export(converted, (torch.zeros(batch, 3, size, size),))
     if log:
@@ -75,51 +75,45 @@ def quantized_program(model: torch.nn.Module, calib_x: np.ndarray, modules: list
     return ep
 
 
-def quantize_executorch(ctx, path: Path, metadata: dict[str, str]) -> dict[str, Any]:
-    """Write the guarded INT8 ``.pte`` at ``path``; returns the quantization info."""
-    from ..export.executorch import ETRunner, export_fp32_pte, lower_to_pte
+class ExecuTorchInt8(Int8Adapter):
+    """PT2E + XNNPACKQuantizer on the planned leaf layers, lowered to XNNPACK.
 
-    calib = ctx.calib
-    method = ctx.options.get("calib_method") or DEFAULT_METHOD["executorch"]
-    if method != "minmax":
-        from ..errors import CalibrationError
+    Lowering is the export layer's (``lower(program, path, metadata)`` and
+    ``export_fp32(model, path, metadata, batch)`` are handed in), so this layer never
+    imports upwards."""
 
-        raise CalibrationError(f"--calib-method {method} is not available for executorch (XNNPACKQuantizer "
-                               "observers are min/max); use minmax")
-    budget = budget_from(ctx.options)
-    log = ctx.options.get("log") or print
-    plan, cache_info = plan_for(ctx.model, calib, method, budget.max_prob_delta, symmetric_act=False, log=log)
-    vx, vy, vname = verify_set(calib, ctx.options, ctx.img_size)
-    tool = (f"torchao PT2E + XNNPACKQuantizer (executorch {version('executorch')}, torchao {version('torchao')})")
-    base_meta = {**metadata, "quant_tool": tool, "calib_method": method,
-                 **{k: str(v) for k, v in calib.describe().items()}}
+    target = "executorch"
+    methods = ("minmax",)  # XNNPACKQuantizer observers are min/max
 
-    def build(p, attempt: int):
-        dst = ctx.work_dir / f"int8-attempt{attempt}.pte"
+    def __init__(self, job: Int8Job, lower: Callable, export_fp32: Callable) -> None:
+        super().__init__(job)
+        self.lower, self.export_fp32 = lower, export_fp32
+
+    def describe(self, method: str) -> dict[str, Any]:
+        return {"quant_tool": f"torchao PT2E + XNNPACKQuantizer (executorch {version('executorch')}, "
+                              f"torchao {version('torchao')})",
+                "quant_format": "XNNPACK: per-channel symmetric int8 weights, per-tensor affine int8 activations"}
+
+    def build(self, plan: QuantPlan, method: str, attempt_dir: Path) -> Built:
+        job = self.job
+        dst = attempt_dir / "int8.pte"
         t0 = time.perf_counter()
-        meta = {**base_meta, "quantized_groups": json.dumps(p.quantized), "float_groups": json.dumps(p.float_groups)}
-        if not p.quantized:
-            export_fp32_pte(ctx.model, dst, meta, ctx.batch)
+        # the .pte embeds model/weights/calibration/groups; the guard's verdict is in the manifest
+        # (re-lowering only to embed it would cost another minute or more)
+        meta = {**job.metadata, **flat_metadata(self.base_info), "quantized_groups": json.dumps(plan.quantized),
+                "float_groups": json.dumps(plan.float_groups)}
+        if not plan.quantized:
+            self.export_fp32(job.model, dst, meta, job.batch)
             scheme = "none (all float)"
         else:
-            modules = None if not p.float_groups else p.quantized_modules()
+            modules = None if not plan.float_groups else plan.quantized_modules()
             scheme = "global" if modules is None else f"{len(modules)} leaf modules"
-            lower_to_pte(quantized_program(ctx.model, calib.calib.x, modules, ctx.batch, log), dst, meta)
-        if log:
-            log(f"    attempt {attempt + 1} built in {time.perf_counter() - t0:.0f} s ({scheme})")
-        return ETRunner(dst), (dst, scheme)
+            self.lower(quantized_program(job.model, job.calib.calib.x, modules, job.batch, job.log), dst, meta)
+        if job.log:
+            job.log(f"    attempt built in {time.perf_counter() - t0:.0f} s ({scheme})")
+        return Built(dst, scheme)
 
-    res = quantize_with_guard(ctx.model, plan, build, vx, vy, vname, budget, batch=ctx.batch, log=log,
-                              max_attempts=int(ctx.options.get("max_attempts", 4)))
-    info = {
-        "quant_tool": tool,
-        "quant_format": "XNNPACK: per-channel symmetric int8 weights, per-tensor affine int8 activations",
-        "calib_method": method, **calib.describe(), **cache_info, **res.info(),
-    }
-    # the .pte embeds model/weights/calibration/groups; the guard's verdict is in the manifest
-    # (re-lowering only to embed it would cost another minute or more)
-    best, info["selection"] = res.artifact
-    best.replace(path)
-    for f in ctx.work_dir.glob("int8-attempt*.pte"):
-        f.unlink()
-    return info
+    def write(self, best: Built, out: Path, metadata: dict[str, str], info: dict[str, Any]) -> list[Path]:
+        info["selection"] = best.payload
+        best.path.replace(out)
+        return [out]

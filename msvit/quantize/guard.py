@@ -15,11 +15,12 @@ Runner = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
-class Budget:
+class Gate:
+    """What an INT8 artifact must keep against FP32 on the verification images."""
+
     min_agreement: float = 0.99
     max_auc_drop: float = 0.005
-    max_prob_delta: float = 0.02  # sensitivity search budget (simulated)
-    max_dprob: float = 0.05  # gate on the real artifact: a backend kernel can err far beyond the simulation
+    max_dprob: float = 0.05  # on the real artifact: a backend kernel can err far beyond the simulation
 
 
 @dataclass
@@ -45,11 +46,10 @@ class GuardReport:
         return s + f" (n={self.n}, {self.data})"
 
 
-def evaluate(fp32_logits: np.ndarray, runner: Runner, x: np.ndarray, labels: np.ndarray | None, budget: Budget,
-             data: str, batch: int = 1) -> GuardReport:
-    from ..export.validate import run_batched
-
-    logits = run_batched(runner, x, batch)
+def evaluate(fp32_logits: np.ndarray, runner: Runner, x: np.ndarray, labels: np.ndarray | None, gate: Gate,
+             data: str) -> GuardReport:
+    """Judge ``runner`` (a :class:`~msvit.runtime.Session`, any batch) against FP32 logits."""
+    logits = runner(x)
     agr = agreement_metrics(fp32_logits, logits)
     agr.pop("max_abs_dlogit")
     rep = GuardReport(n=len(x), data=data, **agr)
@@ -57,12 +57,12 @@ def evaluate(fp32_logits: np.ndarray, runner: Runner, x: np.ndarray, labels: np.
         rep.fp32, rep.int8 = label_metrics(fp32_logits, labels), label_metrics(logits, labels)
         if rep.fp32["auc"] is not None:
             rep.auc_drop = rep.fp32["auc"] - rep.int8["auc"]
-    if rep.agreement < budget.min_agreement:
-        rep.reasons.append(f"agreement {rep.agreement:.3f} < {budget.min_agreement}")
-    if rep.max_abs_dprob > budget.max_dprob:
-        rep.reasons.append(f"max|ΔP| {rep.max_abs_dprob:.3f} > {budget.max_dprob}")
-    if rep.auc_drop is not None and rep.auc_drop > budget.max_auc_drop:
-        rep.reasons.append(f"AUC drop {rep.auc_drop:.4f} > {budget.max_auc_drop}")
+    if rep.agreement < gate.min_agreement:
+        rep.reasons.append(f"agreement {rep.agreement:.3f} < {gate.min_agreement}")
+    if rep.max_abs_dprob > gate.max_dprob:
+        rep.reasons.append(f"max|ΔP| {rep.max_abs_dprob:.3f} > {gate.max_dprob}")
+    if rep.auc_drop is not None and rep.auc_drop > gate.max_auc_drop:
+        rep.reasons.append(f"AUC drop {rep.auc_drop:.4f} > {gate.max_auc_drop}")
     rep.passed = not rep.reasons
     return rep
 
@@ -82,8 +82,8 @@ class GuardResult:
 
 
 def quantize_with_guard(model: torch.nn.Module, plan: QuantPlan, build: Callable[[QuantPlan, int], tuple[Runner, Any]],
-                        verify_x: np.ndarray, verify_labels: np.ndarray | None, verify_name: str, budget: Budget,
-                        batch: int = 1, max_attempts: int = 4, log: Callable[[str], None] | None = None) -> GuardResult:
+                        verify_x: np.ndarray, verify_labels: np.ndarray | None, verify_name: str, gate: Gate,
+                        max_attempts: int = 4, log: Callable[[str], None] | None = None) -> GuardResult:
     """Build, judge, and on failure return the most sensitive quantized group to float; repeat.
 
     ``build(plan, attempt)`` must not overwrite earlier attempts' artifacts: the best one
@@ -95,7 +95,7 @@ def quantize_with_guard(model: torch.nn.Module, plan: QuantPlan, build: Callable
     best: GuardResult | None = None
     for i in range(max_attempts):
         runner, artifact = build(plan, i)
-        rep = evaluate(ref, runner, verify_x, verify_labels, budget, verify_name, batch)
+        rep = evaluate(ref, runner, verify_x, verify_labels, gate, verify_name)
         attempts.append({"quantized_groups": len(plan.quantized), "float_groups": list(plan.float_groups),
                          "agreement": rep.agreement, "max_abs_dprob": rep.max_abs_dprob, "auc_drop": rep.auc_drop,
                          "passed": rep.passed})

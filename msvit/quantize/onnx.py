@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import (DEFAULT_METHOD, RUN_ONLY_KEYS, budget_from, plan_for, quantize_with_guard, quiet_logger,
-               verify_set)
+from ..runtime.onnx import set_metadata
+from .runner import Built, Int8Adapter, Int8Job, quiet_logger
+from .sensitivity import QuantPlan
 
 _FQN = re.compile(r"^([A-Za-z_][\w]*(?:\.[\w]+)+?)\.(weight|bias)(?:_bias)?$")
 
@@ -92,75 +93,71 @@ class _Reader:
         self.i = 0
 
 
-def quantize_onnx(fp32: Path, out: Path, ctx, for_tensorrt: bool = False) -> dict[str, Any]:
-    import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+class OnnxInt8(Int8Adapter):
+    """onnxruntime ``quantize_static`` (QDQ) on an FP32 ONNX; ``for_tensorrt`` picks the flavour."""
 
-    from ..export.onnx import OrtRunner, set_metadata
+    methods = ("minmax", "entropy", "percentile")
 
-    calib = ctx.calib
-    method = ctx.options.get("calib_method") or DEFAULT_METHOD["trt" if for_tensorrt else "onnx"]
-    budget = budget_from(ctx.options)
-    log = ctx.options.get("log") or print
-    plan, cache_info = plan_for(ctx.model, calib, method, budget.max_prob_delta, symmetric_act=for_tensorrt, log=log)
-    proto = onnx.load(str(fp32))
-    mod_of = node_modules(proto)
-    if not for_tensorrt:  # see the module docstring: onnxruntime gains only from int8 MatMul/Gemm here
-        linear = {n for n, m in ctx.model.named_modules() if isinstance(m, torch.nn.Linear)}
-        plan = plan.restrict(linear)
-    vx, vy, vname = verify_set(calib, ctx.options, ctx.img_size)
-    cm = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-          "percentile": CalibrationMethod.Percentile}[method]
-    # Q/DQ only on the inputs of quantized ops (as TensorRT wants it, and as the sensitivity
-    # simulation models it): quantizing outputs too re-quantizes residual streams and was
-    # measured to flip decisions on eval/ that input-only quantization keeps.
-    op_types = ["Conv", "MatMul", "Gemm"] if for_tensorrt else ["MatMul", "Gemm"]
-    extra: dict[str, Any] = {"WeightSymmetric": True,
-                             "OpTypesToExcludeOutputQuantization": ["Conv", "MatMul", "Gemm"]}
-    if for_tensorrt:
-        extra.update(ActivationSymmetric=True)
-    if method == "percentile":
-        extra["CalibPercentile"] = 99.99
-    batch = ctx.batch
+    def __init__(self, job: Int8Job, fp32: Path, for_tensorrt: bool = False) -> None:
+        import onnx
 
-    def build(p, attempt: int):
-        wanted = set(p.quantized_modules())
-        nodes = [n for n, m in mod_of.items() if m in wanted]
-        dst = ctx.work_dir / f"int8-attempt{attempt}.onnx"
-        if nodes:
-            # root logger: "consider pre-processing" (we feed the slimmed, shape-inferred graph)
-            with quiet_logger(None, logging.ERROR):
-                quantize_static(str(fp32), str(dst), _Reader(calib.calib.x, batch), quant_format=QuantFormat.QDQ,
-                                op_types_to_quantize=op_types, per_channel=True,
-                                activation_type=QuantType.QInt8 if for_tensorrt else QuantType.QUInt8,
-                                weight_type=QuantType.QInt8, nodes_to_quantize=nodes, calibrate_method=cm,
-                                extra_options=extra)
-            qp = onnx.load(str(dst))
-            unleak_qdq(qp, set(nodes))
-            onnx.save(qp, str(dst))
-        else:
-            shutil.copyfile(fp32, dst)
-        return OrtRunner(dst), dst
+        super().__init__(job)
+        self.fp32, self.for_tensorrt = fp32, for_tensorrt
+        self.target = "trt" if for_tensorrt else "onnx"
+        self.symmetric_act = for_tensorrt
+        self.mod_of = node_modules(onnx.load(str(fp32)))
 
-    res = quantize_with_guard(ctx.model, plan, build, vx, vy, vname, budget, batch=batch if not ctx.dynamic_batch
-                              else 1, log=log, max_attempts=int(ctx.options.get("max_attempts", 4)))
-    info = {
-        "quant_tool": f"onnxruntime.quantization.quantize_static {version('onnxruntime')}",
-        "quant_format": "QDQ on op inputs, per-channel int8 weights, " + (
-            "symmetric int8 activations on Conv/MatMul/Gemm (TensorRT explicit quantization)" if for_tensorrt
-            else "uint8 activations on MatMul/Gemm (onnxruntime QGemm; convs float)"),
-        "calib_method": method, **calib.describe(), **cache_info, **res.info(),
-    }
-    q = onnx.load(str(res.artifact))
-    set_metadata(q, {**ctx.metadata, **{k: v if isinstance(v, str) else _j(v) for k, v in info.items()
-                                         if k not in RUN_ONLY_KEYS}})
-    onnx.save(q, str(out))
-    for f in ctx.work_dir.glob("int8-attempt*.onnx"):
-        f.unlink()
-    return info
+    def restrict(self, plan: QuantPlan) -> QuantPlan:
+        if self.for_tensorrt:
+            return plan
+        # see the module docstring: onnxruntime gains only from int8 MatMul/Gemm here
+        return plan.restrict({n for n, m in self.job.model.named_modules() if isinstance(m, torch.nn.Linear)})
 
+    def describe(self, method: str) -> dict[str, Any]:
+        return {"quant_tool": f"onnxruntime.quantization.quantize_static {version('onnxruntime')}",
+                "quant_format": "QDQ on op inputs, per-channel int8 weights, " + (
+                    "symmetric int8 activations on Conv/MatMul/Gemm (TensorRT explicit quantization)"
+                    if self.for_tensorrt else "uint8 activations on MatMul/Gemm (onnxruntime QGemm; convs float)")}
 
-def _j(v: Any) -> str:
-    import json
+    def build(self, plan: QuantPlan, method: str, attempt_dir: Path) -> Built:
+        import onnx
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    return json.dumps(v, default=str)
+        wanted = set(plan.quantized_modules())
+        nodes = [n for n, m in self.mod_of.items() if m in wanted]
+        dst = attempt_dir / "int8.onnx"
+        if not nodes:
+            shutil.copyfile(self.fp32, dst)
+            return Built(dst)
+        cm = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+              "percentile": CalibrationMethod.Percentile}[method]
+        # Q/DQ only on the inputs of quantized ops (as TensorRT wants it, and as the sensitivity
+        # simulation models it): quantizing outputs too re-quantizes residual streams and was
+        # measured to flip decisions on eval/ that input-only quantization keeps.
+        extra: dict[str, Any] = {"WeightSymmetric": True,
+                                 "OpTypesToExcludeOutputQuantization": ["Conv", "MatMul", "Gemm"]}
+        if self.for_tensorrt:
+            extra.update(ActivationSymmetric=True)
+        if method == "percentile":
+            extra["CalibPercentile"] = 99.99
+        # root logger: "consider pre-processing" (we feed the slimmed, shape-inferred graph)
+        with quiet_logger(None, logging.ERROR):
+            quantize_static(str(self.fp32), str(dst), _Reader(self.job.calib.calib.x, self.job.batch),
+                            quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=["Conv", "MatMul", "Gemm"] if self.for_tensorrt else ["MatMul", "Gemm"],
+                            per_channel=True,
+                            activation_type=QuantType.QInt8 if self.for_tensorrt else QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, nodes_to_quantize=nodes, calibrate_method=cm,
+                            extra_options=extra)
+        qp = onnx.load(str(dst))
+        unleak_qdq(qp, set(nodes))
+        onnx.save(qp, str(dst))
+        return Built(dst)
+
+    def write(self, best: Built, out: Path, metadata: dict[str, str], info: dict[str, Any]) -> list[Path]:
+        import onnx
+
+        q = onnx.load(str(best.path))
+        set_metadata(q, metadata)
+        onnx.save(q, str(out))
+        return [out]

@@ -1,5 +1,5 @@
 """Which layers can be INT8 without breaking decisions: per-group sensitivity by
-simulated quantization in PyTorch, then the largest group set within a |ΔP| budget.
+simulated quantization in PyTorch, then the largest group set within a simulated |ΔP| budget.
 
 Measured on the demo checkpoint (ONNX Runtime, one group at a time): early,
 high-resolution backbone layers (stem, blocks.0-2) move P(fake) by 0.1-0.5 on their
@@ -52,8 +52,8 @@ class QuantPlan:
     sensitivity: dict[str, float]  # max |ΔP| with only that group quantized
     quantized: list[str]  # groups chosen for int8
     float_groups: list[str]  # kept in float
-    est_max_dp: float  # simulated max |ΔP| with `quantized` all in int8
-    budget: float
+    sim_max_dprob: float  # simulated max |ΔP| with `quantized` all in int8
+    sensitivity_dprob: float  # the simulated budget the plan was chosen within
     scheme: str
     method: str
     layers: dict[str, list[str]] = field(default_factory=dict)  # group -> module names
@@ -67,7 +67,7 @@ class QuantPlan:
     def keep_float(self, group: str) -> "QuantPlan":
         q = [g for g in self.quantized if g != group]
         return QuantPlan(self.groups, self.sensitivity, q, [g for g in self.groups if g not in q], float("nan"),
-                         self.budget, self.scheme, self.method, self.layers)
+                         self.sensitivity_dprob, self.scheme, self.method, self.layers)
 
     def restrict(self, modules: set[str]) -> "QuantPlan":
         """The plan over ``modules`` only (what a backend can run faster in int8); groups left
@@ -75,11 +75,17 @@ class QuantPlan:
         layers = {g: [m for m in ms if m in modules] for g, ms in self.layers.items()}
         layers = {g: ms for g, ms in layers.items() if ms}
         q = [g for g in self.quantized if g in layers]
-        return QuantPlan(self.groups, self.sensitivity, q, [g for g in self.groups if g not in q], self.est_max_dp,
-                         self.budget, self.scheme, self.method, layers)
+        return QuantPlan(self.groups, self.sensitivity, q, [g for g in self.groups if g not in q], self.sim_max_dprob,
+                         self.sensitivity_dprob, self.scheme, self.method, layers)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def whole(cls, method: str, scheme: str) -> "QuantPlan":
+        """One group, the whole network (backends whose quantizer has no per-layer fallback)."""
+        return cls(["all"], {"all": float("nan")}, ["all"], [], float("nan"), float("nan"), scheme, method,
+                   {"all": []})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "QuantPlan":
@@ -165,9 +171,10 @@ def _probs(model: nn.Module, x: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def analyse(model: nn.Module, calib_x: np.ndarray, method: str = "minmax", budget: float = 0.02,
+def analyse(model: nn.Module, calib_x: np.ndarray, method: str = "minmax", sensitivity_dprob: float = 0.02,
             symmetric_act: bool = False, n_probe: int = 16, progress: bool = False) -> QuantPlan:
-    """Per-group sensitivity, then the largest least-sensitive-first prefix within ``budget``."""
+    """Per-group sensitivity, then the largest least-sensitive-first prefix whose simulated
+    max |ΔP| stays within ``sensitivity_dprob``."""
     from tqdm.auto import tqdm
 
     model.eval()
@@ -193,12 +200,13 @@ def analyse(model: nn.Module, calib_x: np.ndarray, method: str = "minmax", budge
     while lo < hi:
         mid = (lo + hi + 1) // 2
         e = err(mid)
-        if e <= budget:
+        if e <= sensitivity_dprob:
             lo, best_err = mid, e
         else:
             hi = mid - 1
     quantized = order[:lo]
     groups = sorted(layers, key=lambda g: -sens[g])
     return QuantPlan(groups=groups, sensitivity=sens, quantized=quantized,
-                     float_groups=[g for g in groups if g not in quantized], est_max_dp=best_err, budget=budget,
+                     float_groups=[g for g in groups if g not in quantized], sim_max_dprob=best_err,
+                     sensitivity_dprob=sensitivity_dprob,
                      scheme="symmetric-act" if symmetric_act else "asymmetric-act", method=method, layers=layers)

@@ -1,0 +1,205 @@
+"""The one INT8 runner: method choice and validation, the sensitivity plan (cached), the
+verification set, the guard loop, attempt clean-up, the info dict and where metadata goes.
+Each backend contributes a small :class:`Int8Adapter`: its methods, what it can run faster
+in int8 (``restrict``), how to build one attempt, and how to write the final artifact."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+from ..errors import CalibrationError
+from ..model.weights import cache_dir
+from ..runtime.base import flat_metadata
+from .calib import CalibrationSet
+from .guard import quantize_with_guard
+from .options import Int8Options
+from .sensitivity import QuantPlan, analyse
+
+#: Facts about a quantization *run* (cache state, per-attempt logs): manifest only, never
+#: embedded, so the same inputs give the same artifact bytes.
+RUN_ONLY_KEYS = ("attempts", "sensitivity", "plan_cache")
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    sha = getattr(model, "weights_sha256", None)
+    if sha:
+        return sha
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def plan_for(model: torch.nn.Module, calib: CalibrationSet, method: str, sensitivity_dprob: float,
+             symmetric_act: bool, log: Callable[[str], None] | None = None) -> tuple[QuantPlan, dict[str, Any]]:
+    """Sensitivity plan, from the cache when weights, data, method and scheme are unchanged."""
+    from .. import __version__
+
+    key_src = json.dumps({"weights": weights_fingerprint(model), "data": calib.sha256, "method": method,
+                          "symmetric_act": symmetric_act, "sensitivity_dprob": sensitivity_dprob,
+                          "attn_mode": getattr(model, "attn_mode", ""), "n": len(calib.calib), "msvit": __version__},
+                         sort_keys=True)
+    key = hashlib.sha256(key_src.encode()).hexdigest()[:24]
+    path = cache_dir() / "quant" / f"plan-{key}.json"
+    if path.is_file():
+        try:
+            return QuantPlan.from_dict(json.loads(path.read_text())), {"plan_cache": "hit", "plan_key": key}
+        except (ValueError, TypeError):
+            pass  # unreadable cache entry: recompute
+    if log:
+        log(f"  INT8 sensitivity analysis on {len(calib.calib)} calibration images ({method})...")
+    plan = analyse(model, calib.calib.x, method=method, sensitivity_dprob=sensitivity_dprob,
+                   symmetric_act=symmetric_act, progress=log is not None)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(plan.to_dict()))
+        tmp.replace(path)
+    except OSError:
+        pass  # a read-only cache only costs time
+    return plan, {"plan_cache": "miss", "plan_key": key}
+
+
+@contextmanager
+def quiet_logger(name: str | None, level: int) -> Iterator[None]:
+    """Raise one logger's level for the duration (quantizers log per op, or advice we already follow)."""
+    lg = logging.getLogger(name)
+    old = lg.level
+    lg.setLevel(level)
+    try:
+        yield
+    finally:
+        lg.setLevel(old)
+
+
+def verify_set(calib: CalibrationSet, verify_data: Any, size: int) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """The guard's data: ``verify_data``, else the held-out split, else (tiny sets) the calibration images."""
+    from ..data import resolve_data
+
+    if verify_data is not None:
+        s = resolve_data(verify_data, size)
+        return s.x, s.labels, s.description
+    if calib.holdout is not None:
+        h = calib.holdout
+        return h.x, h.labels, f"{len(h)} held-out calibration images"
+    c = calib.calib
+    return c.x, c.labels, f"{len(c)} calibration images (too few to hold any out)"
+
+
+
+
+@dataclass
+class Int8Job:
+    """What every backend's INT8 build needs (the export layer fills it from its context)."""
+
+    model: torch.nn.Module
+    calib: CalibrationSet
+    options: Int8Options
+    work_dir: Path  # attempts are built in sub-folders here and removed afterwards
+    metadata: dict[str, str]  # the artifact's own metadata (INT8 facts are added to it)
+    batch: int = 1
+    log: Callable[[str], None] | None = print
+
+    @property
+    def img_size(self) -> int:
+        return int(getattr(self.model, "img_size", 224))
+
+
+@dataclass
+class Built:
+    """One attempt: the file the guard runs, and whatever the adapter needs to write it out."""
+
+    path: Path
+    payload: Any = None
+
+
+class Int8Adapter:
+    """One backend's INT8 steps; :func:`run_int8` owns everything else."""
+
+    target = ""  # for messages: onnx, openvino, ...
+    methods: tuple[str, ...] = ("minmax",)
+    default_method = "minmax"  # chosen by measurement on the face crops (README)
+    symmetric_act = False  # the simulation mirrors the backend's activation scheme
+    uses_plan = True  # False: the backend quantizes the whole network (no per-group fallback)
+
+    def __init__(self, job: Int8Job) -> None:
+        self.job = job
+        self.base_info: dict[str, Any] = {}  # tool, format, method, calibration: set by run_int8
+
+    def restrict(self, plan: QuantPlan) -> QuantPlan:
+        """The plan over the layers this backend really runs faster in int8."""
+        return plan
+
+    def build(self, plan: QuantPlan, method: str, attempt_dir: Path) -> Built:
+        raise NotImplementedError
+
+    def describe(self, method: str) -> dict[str, Any]:
+        """``quant_tool``, ``quant_format`` and any backend facts for the metadata."""
+        return {}
+
+    def write(self, best: Built, out: Path, metadata: dict[str, str], info: dict[str, Any]) -> list[Path]:
+        """Write the final artifact at ``out`` (metadata embedded); return every file it consists of."""
+        raise NotImplementedError
+
+
+@dataclass
+class Int8Result:
+    files: list[Path]
+    info: dict[str, Any]  # for the manifest (run-only keys included)
+    passed: bool
+    failure: str = ""  # why the guard failed, when it did (the artifact is still written)
+    note: str = field(default="")
+
+
+def run_int8(adapter: Int8Adapter, out: Path) -> Int8Result:
+    """Plan, build, judge and write ``adapter``'s INT8 artifact at ``out``."""
+    job, opts = adapter.job, adapter.job.options
+    method = opts.calib_method or adapter.default_method
+    if method not in adapter.methods:
+        raise CalibrationError(f"--calib-method {method} is not available for {adapter.target}: use "
+                               + " or ".join(adapter.methods))
+    log = job.log
+    if adapter.uses_plan:
+        plan, cache_info = plan_for(job.model, job.calib, method, opts.sensitivity_dprob,
+                                    symmetric_act=adapter.symmetric_act, log=log)
+        plan = adapter.restrict(plan)
+    else:
+        plan, cache_info = QuantPlan.whole(method, "backend"), {}
+    vx, vy, vname = verify_set(job.calib, opts.verify_data, job.img_size)
+    base_info = {**adapter.describe(method), "calib_method": method, **job.calib.describe()}
+    adapter.base_info = base_info  # builds that embed metadata themselves (ExecuTorch) read it
+    attempts_root = job.work_dir / "int8-attempts"
+
+    def build(p: QuantPlan, attempt: int):
+        from ..runtime import load
+
+        d = attempts_root / str(attempt)
+        d.mkdir(parents=True, exist_ok=True)
+        built = adapter.build(p, method, d)
+        return load(built.path), built
+
+    try:
+        res = quantize_with_guard(job.model, plan, build, vx, vy, vname, opts.gate, log=log,
+                                  max_attempts=opts.max_attempts if adapter.uses_plan else 1)
+        info = {**base_info, **cache_info, **res.info()}
+        embedded = {**job.metadata, **flat_metadata({k: v for k, v in info.items() if k not in RUN_ONLY_KEYS})}
+        res.runner.close()
+        files = adapter.write(res.artifact, out, embedded, info)
+    finally:
+        shutil.rmtree(attempts_root, ignore_errors=True)
+    g = info.get("guard", {})
+    failure = "" if res.report.passed else (
+        f"INT8 accuracy guard failed even with {len(info.get('float_groups', []))} groups in float: "
+        + "; ".join(g.get("reasons", [])) + " (artifact kept, marked failing)")
+    note = f"{len(info.get('quantized_groups', []))} groups int8, {len(info.get('float_groups', []))} float"
+    return Int8Result(files, info, res.report.passed, failure, note)

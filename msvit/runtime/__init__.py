@@ -1,0 +1,98 @@
+"""msvit.runtime: open and run any msvit artifact behind one interface.
+
+>>> import msvit.runtime as rt
+>>> with rt.load("ms_eff_vit_b0_fp32.onnx", threads=2) as s:
+...     logits = s.run(msvit.preprocess_batch(["face.jpg"]))    # (N, 1); P(fake) = sigmoid
+...     s.metadata["weights_sha256"], s.batch, s.threshold
+
+One module per format (load + the metadata reader and writer, side by side); the format is
+detected from the file. Formats that cannot run on this host raise
+:class:`~msvit.errors.TargetUnavailableError` with the reason (Core ML off macOS, TensorRT
+without a GPU); unreadable files raise :class:`~msvit.errors.ArtifactError`.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ArtifactError, TargetUnavailableError
+from .base import InputSpec, Session
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str  # the export target that writes it
+    title: str
+    suffixes: tuple[str, ...]
+    module: str  # msvit.runtime.<module>
+    session: str  # class name in that module
+    packages: tuple[str, ...]  # import names needed to run it
+    extra: str  # pip extra that installs them
+
+
+FORMATS: tuple[Format, ...] = (
+    Format("onnx", "ONNX", (".onnx", ".ort"), "onnx", "OrtSession", ("onnxruntime",), "onnx"),
+    Format("openvino", "OpenVINO IR", (".xml",), "openvino", "OVSession", ("openvino",), "openvino"),
+    Format("executorch", "ExecuTorch", (".pte",), "executorch", "ETSession", ("executorch",), "executorch"),
+    Format("torchscript", "TorchScript-mobile", (".ptl",), "torchscript", "LiteSession", ("torch",), "onnx"),
+    Format("coreml", "Core ML", (".mlpackage", ".mlmodel"), "coreml", "CoreMLSession", ("coremltools",), "coreml"),
+    Format("trt", "TensorRT", (".engine", ".plan"), "tensorrt", "TRTSession", ("tensorrt",), "trt"),
+    Format("litert", "LiteRT", (".tflite",), "litert", "LiteRTSession", ("ai_edge_litert",), "litert"),
+)
+SUFFIXES = {s: f for f in FORMATS for s in f.suffixes}
+
+__all__ = ["FORMATS", "Format", "InputSpec", "Session", "detect_format", "from_model", "load", "read_metadata"]
+
+
+def detect_format(path: str | os.PathLike) -> Format:
+    """The artifact's format, from its name (a Core ML package is a folder)."""
+    p = Path(path)
+    fmt = SUFFIXES.get(p.suffix.lower())
+    if fmt is None:
+        raise ArtifactError(f"{p}: unknown artifact type {p.suffix or '(no suffix)'!r}; msvit runs "
+                            + ", ".join(sorted(SUFFIXES)))
+    if not p.exists():
+        raise ArtifactError(f"{p}: no such file")
+    if p.is_dir() != (p.suffix.lower() == ".mlpackage"):
+        raise ArtifactError(f"{p}: expected a {'folder' if p.suffix.lower() == '.mlpackage' else 'file'}")
+    if p.is_file() and p.stat().st_size == 0:
+        raise ArtifactError(f"{p}: empty file (0 bytes): an interrupted copy or export?")
+    return fmt
+
+
+def _module(fmt: Format):
+    missing = [m for m in fmt.packages if importlib.util.find_spec(m) is None]
+    if missing:
+        raise TargetUnavailableError(f"{fmt.title} artifacts need {', '.join(missing)}: "
+                                     f"pip install 'msvit[{fmt.extra}]'")
+    return importlib.import_module(f"msvit.runtime.{fmt.module}")
+
+
+def load(path: str | os.PathLike, threads: int | None = None, device: str = "cpu", **options) -> Session:
+    """Open an artifact: ``.onnx``/``.ort``, ``.xml`` (OpenVINO), ``.pte``, ``.ptl``, ``.tflite``,
+    ``.engine`` or ``.mlpackage``. ``threads`` sets the backend's intra-op threads; ``options``
+    go to the format's session (e.g. ``spinning=False`` for onnxruntime)."""
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    fmt = detect_format(path)
+    return getattr(_module(fmt), fmt.session)(path, threads=threads, device=device, **options)
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The metadata an artifact carries, without running it (works for Core ML off macOS)."""
+    fmt = detect_format(path)
+    if fmt.name == "trt":  # the header is plain JSON: no TensorRT needed to read it
+        from .tensorrt import read_metadata as read
+
+        return read(path)
+    return _module(fmt).read_metadata(path)
+
+
+def from_model(model, threads: int | None = None, device: str = "cpu") -> Session:
+    """A PyTorch model behind the same interface (the FP32 reference, or ``--weights``)."""
+    from .pytorch import TorchSession
+
+    return TorchSession(model, threads=threads, device=device)

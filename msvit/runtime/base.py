@@ -1,0 +1,164 @@
+"""The one interface every artifact runs behind (Polygraphy-style runners): a
+:class:`Session` takes preprocessed float32 NCHW images and returns logits (N, 1)."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import warnings
+from contextlib import contextmanager, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..errors import DataError
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the artifact's graph itself takes (``Session.run`` always takes normalised NCHW)."""
+
+    name: str
+    shape: tuple[int | None, ...]  # None = dynamic axis
+    dtype: str = "float32"
+    layout: str = "NCHW"
+    kind: str = "tensor"  # tensor: ImageNet-normalised float32; image: letterboxed uint8 RGB
+
+
+class Session:
+    """An opened artifact. Subclasses implement :meth:`_run` for one exact batch."""
+
+    format = "unknown"
+    title = "artifact"
+
+    def __init__(self, path: str | os.PathLike | None, metadata: dict[str, str], input_spec: InputSpec,
+                 device: str = "cpu", threads: int | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        self.metadata = dict(metadata)
+        self.input_spec = input_spec
+        self.device = device
+        self.threads = threads
+
+    # ------------------------------------------------------------ facts from metadata
+    @property
+    def batch(self) -> int | None:
+        """The artifact's static batch size, or None when it takes any batch."""
+        return self.input_spec.shape[0]
+
+    @property
+    def input_size(self) -> int:
+        s = self.input_spec.shape[-2] if self.input_spec.layout == "NCHW" else self.input_spec.shape[1]
+        return int(s) if s else int(self.metadata.get("input_size", 224))
+
+    @property
+    def threshold(self) -> float:
+        try:
+            return float(self.metadata.get("threshold", 0.5))
+        except ValueError:
+            return 0.5
+
+    @property
+    def precision(self) -> str:
+        return self.metadata.get("precision", "fp32")
+
+    @property
+    def model(self) -> str | None:
+        return self.metadata.get("model")
+
+    def describe(self) -> str:
+        b = "N" if self.batch is None else str(self.batch)
+        return f"{self.title} {self.precision} ({self.path.name if self.path else 'in memory'}, batch {b})"
+
+    # ------------------------------------------------------------ running
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """float32 (N, 3, S, S) preprocessed images -> float32 logits (N, 1), for any N
+        (static-batch artifacts get chunks of their own size, the last one padded)."""
+        x = np.asarray(x)
+        if x.ndim == 3:
+            x = x[None]
+        size = self.input_size
+        if x.ndim != 4 or x.shape[1:] != (3, size, size):
+            raise DataError(f"{self.describe()} takes (N, 3, {size}, {size}) inputs, got shape {x.shape}")
+        x = np.ascontiguousarray(x, np.float32)
+        if self.input_spec.kind == "image":  # the graph normalises: feed it the letterboxed pixels
+            x = to_image_u8(x, self.input_spec.layout)
+        n, b = len(x), self.batch
+        if n == 0:
+            return np.zeros((0, 1), np.float32)
+        if b is None or b == n:
+            return np.asarray(self._run(x), np.float32).reshape(n, -1)[:, :1]
+        outs = []
+        for i in range(0, n, b):
+            chunk = x[i:i + b]
+            pad = b - len(chunk)
+            if pad:  # static batch: pad the last chunk, drop the padding afterwards
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
+            outs.append(np.asarray(self._run(chunk), np.float32).reshape(b, -1)[: b - pad, :1])
+        return np.concatenate(outs)
+
+    __call__ = run
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the backend's resources; the session cannot run afterwards."""
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.describe()}>"
+
+
+def to_image_u8(x: np.ndarray, layout: str = "NHWC") -> np.ndarray:
+    """Invert ImageNet normalisation: float32 NCHW -> uint8 RGB (exact for inputs that came
+    from uint8 pixels, as every preprocessed image does)."""
+    from ..model.ms_eff_vit import IMAGENET_MEAN, IMAGENET_STD
+
+    mean = np.asarray(IMAGENET_MEAN, np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(IMAGENET_STD, np.float32).reshape(1, 3, 1, 1)
+    u8 = np.clip(np.rint((x * std + mean) * 255.0), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(u8.transpose(0, 2, 3, 1) if layout == "NHWC" else u8)
+
+
+def batch_from_shape(dim: Any) -> int | None:
+    """A graph's batch dimension -> int, or None for a symbolic / dynamic one."""
+    try:
+        d = int(dim)
+    except (TypeError, ValueError):
+        return None
+    return d if d > 0 else None
+
+
+def spec_from_metadata(metadata: dict[str, str], default_name: str = "image") -> InputSpec:
+    """For formats whose graph does not expose its input shape cheaply: read ``input_shape``."""
+    dims = str(metadata.get("input_shape", "1x3x224x224")).split("x")
+    shape = tuple(None if d == "N" else int(d) for d in dims) if all(d == "N" or d.isdigit() for d in dims) \
+        else (1, 3, 224, 224)
+    return InputSpec(metadata.get("input_name", default_name), shape)
+
+
+def flat_metadata(meta: dict[str, Any]) -> dict[str, str]:
+    """Metadata as every format stores it: flat str -> str (JSON for non-strings)."""
+    return {str(k): v if isinstance(v, str) else json.dumps(v, default=str) for k, v in meta.items()}
+
+
+def first_line(e: BaseException, limit: int = 300) -> str:
+    """Backends raise long multi-line errors; a user needs the first line."""
+    s = str(e).strip().splitlines()
+    return (s[0] if s else type(e).__name__)[:limit]
+
+
+@contextmanager
+def quiet_output() -> Iterator[None]:
+    """torch.export, the ONNX exporter and ExecuTorch print progress and deprecation
+    warnings that are not ours; exceptions still propagate."""
+    with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield

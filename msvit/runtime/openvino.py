@@ -1,0 +1,79 @@
+"""OpenVINO IR (``.xml`` + ``.bin``) on the CPU; metadata in ``rt_info["msvit"]``.
+
+Runs with ``INFERENCE_PRECISION_HINT=f32`` by default: on CPUs with AVX512-BF16/AMX,
+OpenVINO would otherwise silently run FP32 IRs in bf16.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ArtifactError
+from .base import InputSpec, Session, batch_from_shape, first_line
+
+RT_KEY = "msvit"
+
+
+def set_metadata(model: Any, metadata: dict[str, str]) -> None:
+    """Embed flat metadata in an ``openvino.Model``'s rt_info (saved with the IR)."""
+    for k, v in metadata.items():
+        model.set_rt_info(str(v), [RT_KEY, k])
+
+
+def _read_model(path: str | os.PathLike) -> Any:
+    import openvino as ov
+
+    p = Path(path)
+    if not p.with_suffix(".bin").is_file():
+        raise ArtifactError(f"{p}: its weights file {p.with_suffix('.bin').name} is missing beside it")
+    try:
+        return ov.Core().read_model(str(p))
+    except Exception as e:
+        raise ArtifactError(f"{p}: OpenVINO cannot read this IR ({first_line(e)})") from None
+
+
+def _metadata_of(model: Any) -> dict[str, str]:
+    info = model.get_rt_info()
+    return {k: v.astype(str) for k, v in info[RT_KEY].items()} if RT_KEY in info else {}
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    return _metadata_of(_read_model(path))
+
+
+class OVSession(Session):
+    format = "openvino"
+    title = "OpenVINO IR"
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, device: str = "cpu",
+                 precision_hint: str = "f32") -> None:
+        import openvino as ov
+
+        model = _read_model(path)
+        cfg: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision_hint}
+        if threads:
+            cfg["INFERENCE_NUM_THREADS"] = threads
+        try:
+            self.compiled = ov.Core().compile_model(model, "CPU", cfg)
+        except Exception as e:
+            raise ArtifactError(f"{path}: OpenVINO cannot compile it ({first_line(e)})") from None
+        self.request = self.compiled.create_infer_request()
+        self.output = self.compiled.output("logit") if any("logit" in o.names for o in self.compiled.outputs) \
+            else self.compiled.output(0)
+        inp = model.inputs[0]
+        ps = inp.get_partial_shape()
+        shape = tuple(batch_from_shape(d.get_length()) if d.is_static else None for d in ps)
+        u8 = inp.get_element_type().get_type_name() == "u8"
+        spec = InputSpec(inp.get_any_name(), shape, "uint8" if u8 else "float32", "NHWC" if u8 else "NCHW",
+                         "image" if u8 else "tensor")
+        super().__init__(path, _metadata_of(model), spec, device, threads)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        res = self.request.infer({0: x})
+        return np.asarray(res[self.output]).copy()
+
+    def close(self) -> None:
+        self.request = self.compiled = None

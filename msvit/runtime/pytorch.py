@@ -1,0 +1,41 @@
+"""A PyTorch ``nn.Module`` behind the same :class:`~msvit.runtime.base.Session` interface
+(the reference every artifact is compared with, and ``--weights`` in predict/bench)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import InputSpec, Session
+
+
+def model_metadata(model) -> dict[str, str]:
+    """What an artifact exported from ``model`` would say about itself (the common keys)."""
+    size = int(getattr(model, "img_size", 224))
+    return {"model": str(getattr(model, "variant", type(model).__name__)),
+            "attn_mode": str(getattr(model, "attn_mode", "")), "precision": "fp32", "threshold": "0.5",
+            "input_shape": f"Nx3x{size}x{size}", "weights_sha256": getattr(model, "weights_sha256", "") or ""}
+
+
+class TorchSession(Session):
+    format = "torch"
+    title = "PyTorch"
+
+    def __init__(self, model, threads: int | None = None, device: str = "cpu") -> None:
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.torch_device = torch.device("cuda" if device in ("cuda", "jetson") else "cpu")
+        self.module = model.to(self.torch_device).eval()
+        size = int(getattr(model, "img_size", 224))
+        super().__init__(getattr(model, "weights_path", None), model_metadata(model),
+                         InputSpec("image", (None, 3, size, size)), "cuda" if self.torch_device.type == "cuda"
+                         else "cpu", threads)
+
+    def describe(self) -> str:
+        return f"PyTorch eager {self.metadata['model']} ({self.device})"
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():  # .cpu() synchronises a GPU run
+            return self.module(torch.from_numpy(x).to(self.torch_device)).float().cpu().numpy()
