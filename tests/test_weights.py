@@ -4,6 +4,7 @@ from __future__ import annotations
 import http.server
 import os
 import pickle
+import random
 import threading
 from pathlib import Path
 
@@ -104,6 +105,57 @@ def test_corrupt_and_missing_files(tmp_path, demo_weights):
         msvit.ms_eff_vit_b0(weights=garbage)
     with pytest.raises(CheckpointError, match="not found"):
         msvit.ms_eff_vit_b0(weights=tmp_path / "nope.bin")
+
+
+# --- the format is sniffed from the content, not the name ------------------------------
+
+def test_empty_file_is_reported_as_empty(tmp_path):
+    p = tmp_path / "empty.bin"
+    p.write_bytes(b"")
+    with pytest.raises(CorruptCheckpointError, match="empty"):
+        msvit.ms_eff_vit_b0(weights=p)
+
+
+def test_random_bytes_are_not_a_checkpoint(tmp_path):
+    p = tmp_path / "random.bin"
+    p.write_bytes(b"\x13\x37" + random.Random(0).randbytes(4094))
+    with pytest.raises(CorruptCheckpointError, match=r"not a checkpoint \(unrecognised content\)"):
+        msvit.ms_eff_vit_b0(weights=p)
+
+
+def test_safetensors_content_named_bin_loads(tmp_path, b0_state):
+    p = tmp_path / "w.bin"
+    save_file({k: v.contiguous() for k, v in b0_state.items()}, p)
+    assert _same(b0_state, msvit.ms_eff_vit_b0(weights=p).state_dict())
+
+
+def test_folder_given_as_weights(tmp_path):
+    d = tmp_path / "weights.bin"
+    d.mkdir()
+    with pytest.raises(CheckpointError, match="is a folder; expected a checkpoint file"):
+        msvit.ms_eff_vit_b0(weights=d)
+
+
+def test_truncated_legacy_pickle_is_corrupt(tmp_path, b0_state):
+    legacy = tmp_path / "legacy.pt"
+    torch.save(b0_state, legacy, _use_new_zipfile_serialization=False)  # pre-1.6 format
+    assert _same(b0_state, msvit.ms_eff_vit_b0(weights=legacy).state_dict())
+    trunc = tmp_path / "trunc.pt"
+    trunc.write_bytes(legacy.read_bytes()[:50_000])
+    with pytest.raises(CorruptCheckpointError, match="truncated or corrupt"):
+        msvit.ms_eff_vit_b0(weights=trunc)
+
+
+def test_sniff_by_magic_bytes(tmp_path, demo_weights):
+    from msvit.model.weights import sniff_checkpoint
+
+    cases = {"zip": b"PK\x03\x04rest", "pickle": b"\x80\x02rest", "empty": b"",
+             "safetensors": (2).to_bytes(8, "little") + b"{}", "unknown": b"{not a header}"}
+    for kind, data in cases.items():
+        f = tmp_path / kind
+        f.write_bytes(data)
+        assert sniff_checkpoint(f) == kind
+    assert sniff_checkpoint(demo_weights) == "zip"
 
 
 # --- download path: a real HTTP server on 127.0.0.1, never the internet -------------

@@ -6,11 +6,12 @@ layers (Mlp, Attention, DropPath, trunc_normal_) wherever names line up.
 """
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Iterator, Literal, Sequence
 
 import torch
 import torch.nn as nn
 from timm.layers import Attention, DropPath, Mlp, trunc_normal_
+from timm.models import checkpoint
 
 AttnMode = Literal["deepguard", "applied"]
 ATTN_MODES: tuple[str, ...] = ("deepguard", "applied")
@@ -63,15 +64,18 @@ class PatchEmbed(nn.Module):
             self.proj = nn.Sequential(
                 nn.Conv2d(in_chs, dim, 3, 2, 1), MBConvBlock(dim), nn.Conv2d(dim, dim, 3, 2, 1)
             )
-            n = (h // 4) * (w // 4)
+            self.stride = 4
         elif block_idx in (1, 4):
             self.proj = nn.Sequential(nn.Conv2d(in_chs, dim, 3, 2, 1), MBConvBlock(dim))
-            n = (h // 2) * (w // 2)
+            self.stride = 2
         elif block_idx in (2, 6):
             self.proj = nn.Sequential(nn.Conv2d(in_chs, dim, 1, 1, 0), MBConvBlock(dim))
-            n = h * w
+            self.stride = 1
         else:
             raise ValueError(f"block_idx must be one of 0, 1, 2, 4, 6, got {block_idx}")
+        #: token grid (rows, cols): patch tokens are this grid in row-major order, after the cls token
+        self.grid_size = [h // self.stride, w // self.stride]
+        n = self.grid_size[0] * self.grid_size[1]
         self.pos_embed = nn.Parameter(torch.zeros(1, n + 1, dim))
         self.norm = nn.LayerNorm(dim)
         trunc_normal_(self.cls_token, std=0.02)
@@ -89,7 +93,10 @@ class ViTBlock(nn.Module):
     ``attn_mode="deepguard"``: DeepGuard 1.1.1's block, ``x = x + norm1(x)``; its forward
     computes attention and throws the result away, and every published checkpoint was
     trained that way. We do not compute the dead attention at all, so neither eager runs
-    nor exported graphs pay for it (the ``attn`` parameters stay, for ``strict`` loading).
+    nor exported graphs pay for it. Its weights can never receive a gradient, so they are
+    *persistent buffers* here, not parameters: the state dict (names, shapes, ``strict``
+    loading) is unchanged, while ``parameters()`` -- what optimizers, DDP and timm's
+    gradient checks see -- holds only what can learn. :func:`frozen_weights` lists them.
 
     ``attn_mode="applied"``: the textbook block, ``x = x + attn(norm1(x))``.
     """
@@ -111,6 +118,8 @@ class ViTBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.norm2 = nn.LayerNorm(dim)
         self.attn = Attention(dim, num_heads=num_heads, qkv_bias=True, attn_drop=attn_drop, proj_drop=drop)
+        if attn_mode == "deepguard":
+            _parameters_to_buffers(self.attn)
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU, drop=drop)
 
@@ -147,13 +156,43 @@ class ViTLayer(nn.Module):
             ViTBlock(dim, num_heads, mlp_ratio, drop, attn_drop, dpr[i], attn_mode) for i in range(depth)
         )
         self.norm = nn.LayerNorm(dim)
+        self.grad_checkpointing = False
         self.apply(_init_weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pos_drop(self.patch_embed(x))
-        for blk in self.blocks:
-            x = blk(x)
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            for blk in self.blocks:
+                x = checkpoint(blk, x)
+        else:
+            for blk in self.blocks:
+                x = blk(x)
         return self.norm(x)
+
+
+def _parameters_to_buffers(module: nn.Module) -> None:
+    """Re-register every parameter under ``module`` as a persistent buffer of the same name.
+
+    Same state-dict key, shape and value; ``nn.Linear`` and friends read ``self.weight``
+    either way. The tensor is detached: it is a constant now, not a leaf to optimise.
+    """
+    for mod in module.modules():
+        for name in [n for n, p in mod._parameters.items() if p is not None]:
+            p = mod._parameters.pop(name)
+            mod.register_buffer(name, p.detach(), persistent=True)
+
+
+def frozen_weights(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    """``(state-dict name, tensor)`` of the weights held as buffers rather than parameters:
+    the attention of every ``attn_mode="deepguard"`` block (DeepGuard trained them, its
+    forward never uses them, so no gradient can reach them).
+
+    State-dict weights = ``parameters()`` + these; that is how :func:`msvit.profile` counts
+    both readings (trainable vs in the checkpoint).
+    """
+    for name, mod in model.named_modules():
+        if isinstance(mod, ViTBlock) and mod.attn_mode == "deepguard":
+            yield from mod.attn.named_buffers(prefix=f"{name}.attn" if name else "attn")
 
 
 def _init_weights(m: nn.Module) -> None:

@@ -1,65 +1,41 @@
 """MS-Eff-ViT: EfficientNet features at two scales, each refined by a small ViT, fused by an MLP head.
 
 A rebuild of DeepGuard 1.1.1's ``MultiScaleEffViT`` with the same state-dict layout,
-registered with timm (``timm.create_model("ms_eff_vit_b0")`` after ``import msvit``).
+registered with timm (``timm.create_model("ms_eff_vit_b0")`` after ``import msvit``) and
+speaking timm's model interface: ``num_features`` / ``head_hidden_size``,
+``get_classifier`` / ``reset_classifier``, ``forward_features`` / ``forward_head``,
+``forward_intermediates`` and ``features_only``, ``set_grad_checkpointing``, FX-traceable
+and scriptable ``forward``.
 """
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: torch.fx copies the root ``forward``'s
+# annotations into the code it generates, and a string annotation ("torch.Tensor") comes
+# out as a type name TorchScript cannot resolve when that code is scripted.
 import os
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, List, Optional, Tuple, Union
 
 import timm
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from timm.models import build_model_with_cfg, register_model
+from timm.models._features import feature_take_indices
 
+from ..errors import MsvitError
 from .layers import ATTN_MODES, AttnMode, ViTLayer
+from .variants import DATASETS, IMAGENET_MEAN, IMAGENET_STD, VARIANTS, VariantArgs, release_url
+from .weights import download_weights, load_checkpoint
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = [
+    "DATASETS", "IMAGENET_MEAN", "IMAGENET_STD", "VARIANTS", "VariantArgs", "MultiScaleEffViT", "create_model",
+    "default_cfgs", "ms_eff_vit_b0", "ms_eff_vit_b5", "release_url",
+]
 
 # DeepGuard's block index -> timm features_only index (5 stages at strides 2..32).
 _FEATURE_IDX = {0: 0, 1: 1, 2: 2, 4: 3, 6: 4}
 
-# Where DeepGuard publishes its checkpoints. ``MSVIT_RELEASE_BASE`` points msvit at a
-# mirror (air-gapped sites, tests serving files on 127.0.0.1).
-RELEASE_BASE = "https://github.com/HanMoonSub/DeepGuard/releases/download/v0.1.0"
-DATASETS = ("celeb_df_v2", "ff++")
-
-
-@dataclass(frozen=True)
-class VariantArgs:
-    backbone: str
-    img_size: int
-    l_dim: int
-    h_dim: int
-    l_depth: int
-    h_depth: int
-    l_heads: int
-    h_heads: int
-    l_ratio: float
-    h_ratio: float
-    h_drop: float
-    l_attn_drop: float
-    h_drop_path: float
-    l_block_idx: int = 1
-    h_block_idx: int = 6
-
-
-VARIANTS: dict[str, VariantArgs] = {
-    "ms_eff_vit_b0": VariantArgs("tf_efficientnet_b0", 224, 120, 160, 2, 4, 4, 4, 4, 6, 0.05, 0.05, 0.05),
-    "ms_eff_vit_b5": VariantArgs("tf_efficientnet_b5", 384, 320, 512, 3, 6, 8, 8, 4, 4, 0.1, 0.1, 0.1),
-}
-
-
-def release_url(variant: str, dataset: str) -> str:
-    """URL of DeepGuard's published checkpoint for ``variant`` trained on ``dataset``."""
-    if dataset not in DATASETS:
-        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
-    base = os.environ.get("MSVIT_RELEASE_BASE", RELEASE_BASE).rstrip("/")
-    return f"{base}/{variant}_{dataset}.bin"
+# ``global_pool`` spellings: DeepGuard's ``pool`` ("avg" | "cls"), timm's ("avg", "token", "" = none).
+_POOLS = {"avg": "avg", "cls": "cls", "token": "cls", "": ""}
 
 
 def _cfg(variant: str, **kwargs: Any) -> dict[str, Any]:
@@ -68,8 +44,11 @@ def _cfg(variant: str, **kwargs: Any) -> dict[str, Any]:
         "url": "",
         "num_classes": 1,
         "input_size": (3, size, size),
-        "pool_size": None,
+        "pool_size": (size // 32, size // 32),  # forward_features() map: the H-ViT token grid
         "crop_pct": 1.0,
+        # timm's nearest transform to DeepGuard's letterbox (resize the longest side, pad);
+        # msvit.preprocess is the exact one (black padding, cv2 bilinear).
+        "crop_mode": "border",
         "interpolation": "bilinear",
         "fixed_input_size": True,
         "mean": IMAGENET_MEAN,
@@ -91,17 +70,42 @@ class FeatExtractor(nn.Module):
         super().__init__()
         self.backbone = timm.create_model(backbone, pretrained=pretrained_backbone, features_only=True)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         return self.backbone(x)
 
 
 class MultiScaleEffViT(nn.Module):
     """Multi-scale EfficientNet + ViT binary classifier; one logit, sigmoid = P(fake).
 
+    The backbone's stride-4 map feeds the L-ViT, its stride-32 map the H-ViT; each branch's
+    patch tokens are average-pooled, concatenated (``num_features``) and classified by
+    DeepGuard's MLP head ``LayerNorm -> Linear -> GELU -> Dropout -> Linear``
+    (``head_hidden_size`` is the hidden width; ``head.4`` is the classifier).
+
+    timm views of the same computation:
+
+    * ``forward_features(x)``: the unpooled ``(B, num_features, H/32, W/32)`` map, L-ViT
+      tokens (average-pooled to the H-ViT grid) stacked on H-ViT tokens. Its global mean is
+      the pooled feature ``forward`` uses, to float rounding (``forward`` pools the tokens
+      directly: DeepGuard's exact op sequence, and what exports contain).
+    * ``forward_head(x, pre_logits=True)``: pooled map through the head up to the hidden
+      layer. ``reset_classifier(n)`` swaps ``head.4`` for an ``n``-class layer (``0`` removes it).
+    * ``forward_intermediates`` / ``features_only=True``: four NCHW maps in stride order --
+      L-ViT input (backbone, stride 4), L-ViT output (stride 8), H-ViT input (backbone,
+      stride 32), H-ViT output (stride 32); see ``feature_info``.
+
     Args:
         attn_mode: ``"deepguard"`` (default) reproduces DeepGuard 1.1.1's ViTBlock, which
             discards its attention output, and which every published checkpoint was
-            trained with; ``"applied"`` uses the standard ``x + attn(norm1(x))`` block.
+            trained with; its attention weights are then non-trainable buffers (see
+            :class:`~msvit.model.layers.ViTBlock`). ``"applied"`` uses the standard
+            ``x + attn(norm1(x))`` block.
+        pool / global_pool: ``"avg"`` (default: mean of patch tokens), ``"cls"`` (timm:
+            ``"token"``; class tokens), ``""`` (timm: no pooling; needs ``num_classes=0``,
+            ``forward`` then returns the ``forward_features`` map).
+        drop_rate: dropout before the classifier (DeepGuard: 0.1); timm's ``drop_rate``.
+        drop_path_rate: stochastic depth of both ViT branches; timm's ``drop_path_rate``
+            (default: the variant's ``l_drop_path`` / ``h_drop_path``).
         pretrained_backbone: load timm's ImageNet backbone weights (needs the network);
             off by default, checkpoints carry the backbone anyway.
     """
@@ -130,16 +134,20 @@ class MultiScaleEffViT(nn.Module):
         pool: str = "avg",
         attn_mode: AttnMode = "deepguard",
         pretrained_backbone: bool = False,
+        global_pool: Optional[str] = None,
+        drop_rate: float = 0.1,
+        drop_path_rate: Optional[float] = None,
     ) -> None:
         super().__init__()
         if attn_mode not in ATTN_MODES:
             raise ValueError(f"attn_mode must be one of {ATTN_MODES}, got {attn_mode!r}")
-        if pool not in ("avg", "cls"):
-            raise ValueError(f"pool must be 'avg' or 'cls', got {pool!r}")
-        self.pool = pool
+        self.global_pool = self._check_pool(global_pool if global_pool is not None else pool, num_classes)
+        if drop_path_rate is not None:
+            l_drop_path = h_drop_path = drop_path_rate
         self.attn_mode = attn_mode
         self.img_size = img_size
         self.num_classes = num_classes
+        self.drop_rate = drop_rate
         self.feat_extractor = FeatExtractor(backbone, pretrained_backbone)
         info = self.feat_extractor.backbone.feature_info
         self.l_idx, self.h_idx = _FEATURE_IDX[l_block_idx], _FEATURE_IDX[h_block_idx]
@@ -152,41 +160,217 @@ class MultiScaleEffViT(nn.Module):
 
         self.l_vit = branch(l_block_idx, self.l_idx, l_dim, l_depth, l_heads, l_ratio, l_drop, l_attn_drop, l_drop_path)
         self.h_vit = branch(h_block_idx, self.h_idx, h_dim, h_depth, h_heads, h_ratio, h_drop, h_attn_drop, h_drop_path)
-        fusion = l_dim + h_dim
-        self.head = (
-            nn.Sequential(nn.LayerNorm(fusion), nn.Linear(fusion, fusion // 2), nn.GELU(), nn.Dropout(0.1),
-                          nn.Linear(fusion // 2, num_classes))
-            if num_classes > 0 else nn.Identity()
+        self.l_grid: List[int] = self.l_vit.patch_embed.grid_size
+        self.h_grid: List[int] = self.h_vit.patch_embed.grid_size
+        self.num_features = l_dim + h_dim
+        self.head_hidden_size = self.num_features // 2
+        self.head = self._make_head(num_classes)
+
+        # timm feature metadata: the multi-scale maps, ordered by stride (FeatureInfo needs that).
+        fi = self.feat_extractor.backbone.feature_info
+        maps = [
+            ("l_in", fi[self.l_idx]["num_chs"], fi[self.l_idx]["reduction"],
+             f"feat_extractor.backbone.{fi[self.l_idx]['module']}"),
+            ("l_out", l_dim, fi[self.l_idx]["reduction"] * self.l_vit.patch_embed.stride, "l_vit"),
+            ("h_in", fi[self.h_idx]["num_chs"], fi[self.h_idx]["reduction"],
+             f"feat_extractor.backbone.{fi[self.h_idx]['module']}"),
+            ("h_out", h_dim, fi[self.h_idx]["reduction"] * self.h_vit.patch_embed.stride, "h_vit"),
+        ]
+        maps.sort(key=lambda m: m[2])
+        self._feature_names = [m[0] for m in maps]
+        self.feature_info = [dict(num_chs=c, reduction=r, module=mod) for _, c, r, mod in maps]
+
+    # --- timm classifier interface -------------------------------------------------------
+
+    @staticmethod
+    def _check_pool(pool: str, num_classes: int) -> str:
+        if pool not in _POOLS:
+            raise ValueError(f"global_pool must be one of {sorted(_POOLS)}, got {pool!r}")
+        if _POOLS[pool] == "" and num_classes > 0:
+            raise ValueError("global_pool='' (no pooling) needs num_classes=0: the head classifies a pooled vector")
+        return _POOLS[pool]
+
+    def _make_head(self, num_classes: int) -> nn.Sequential:
+        fusion, hidden = self.num_features, self.head_hidden_size
+        head = nn.Sequential(
+            nn.LayerNorm(fusion), nn.Linear(fusion, hidden), nn.GELU(), nn.Dropout(self.drop_rate),
+            nn.Linear(hidden, num_classes) if num_classes > 0 else nn.Identity(),
         )
-        for m in self.head.modules():
+        for m in head.modules():
             if isinstance(m, nn.Linear):
                 trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
+        return head
+
+    @property
+    def pool(self) -> str:
+        """DeepGuard's name for :attr:`global_pool`."""
+        return self.global_pool
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.head[4]
+
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        """Replace the classifier (``head.4``) by a fresh ``num_classes``-way layer; 0 removes it
+        (``forward`` then returns the ``head_hidden_size`` pre-logits). ``global_pool`` as in
+        ``__init__``."""
+        pool = self._check_pool(global_pool if global_pool is not None else self.global_pool, num_classes)
+        if len(self.head) != 5 or isinstance(self.head[0], nn.Identity):  # pruned to features
+            self.head = self._make_head(num_classes)
+        else:
+            fc = nn.Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
+            if isinstance(fc, nn.Linear):
+                trunc_normal_(fc.weight, std=0.02)
+                nn.init.zeros_(fc.bias)
+            self.head[4] = fc.to(self.head[1].weight.device, self.head[1].weight.dtype)
+        self.num_classes = num_classes
+        self.global_pool = pool
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.feat_extractor.backbone.set_grad_checkpointing(enable)
+        self.l_vit.grad_checkpointing = enable
+        self.h_vit.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set:
+        """Parameter names timm's optimizer factory keeps out of weight decay (1-d ones are automatic)."""
+        return {f"{b}.patch_embed.{n}" for b in ("l_vit", "h_vit") for n in ("pos_embed", "cls_token")}
 
     @torch.jit.ignore
     def no_weight_decay_keywords(self) -> set[str]:
         return {"pos_embed", "cls_token", "bn", "norm"}
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    @torch.jit.ignore
+    def load_pretrained(self, checkpoint_path: str) -> None:
+        """timm's ``custom_load`` hook: msvit's checks (variant, keys, shapes; typed errors)."""
+        if getattr(self, "variant", None) is None:
+            self.variant = getattr(self, "pretrained_cfg", {}).get("architecture")
+        load_checkpoint(self, checkpoint_path)
+
+    # --- forward ---------------------------------------------------------------------
+
+    def _branches(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         feats = self.feat_extractor(x)
-        l_out = self.l_vit(feats[self.l_idx])
-        h_out = self.h_vit(feats[self.h_idx])
-        if self.pool == "cls":
+        return self.l_vit(feats[self.l_idx]), self.h_vit(feats[self.h_idx])
+
+    def _tokens_to_map(self, t: torch.Tensor, grid: List[int]) -> torch.Tensor:
+        """(B, 1 + H*W, C) tokens -> (B, C, H, W) map of the patch tokens (cls dropped)."""
+        return t[:, 1:].transpose(1, 2).unflatten(2, grid)
+
+    def _fused_map(self, l_tok: torch.Tensor, h_tok: torch.Tensor) -> torch.Tensor:
+        l_map = F.adaptive_avg_pool2d(self._tokens_to_map(l_tok, self.l_grid), self.h_grid)
+        return torch.cat([l_map, self._tokens_to_map(h_tok, self.h_grid)], dim=1)
+
+    def _pool_tokens(self, l_out: torch.Tensor, h_out: torch.Tensor) -> torch.Tensor:
+        if self.global_pool == "cls":
             return torch.cat([l_out[:, 0], h_out[:, 0]], dim=-1)
         return torch.cat([l_out[:, 1:].mean(dim=1), h_out[:, 1:].mean(dim=1)], dim=-1)
 
+    def _head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.head[0](x)
+        x = self.head[1](x)
+        x = self.head[2](x)
+        if pre_logits:
+            return x
+        return self.head[4](self.head[3](x))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Unpooled features, ``(B, num_features, H/32, W/32)``."""
+        l_out, h_out = self._branches(x)
+        return self._fused_map(l_out, h_out)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Pool a :meth:`forward_features` map and run the head (``pre_logits``: up to its hidden layer)."""
+        if self.global_pool == "":
+            return x
+        if self.global_pool == "cls":
+            raise ValueError("global_pool='cls' pools the class tokens, which the forward_features map does not "
+                             "hold; use forward() (or global_pool='avg')")
+        return self._head(x.flatten(2).mean(dim=2), pre_logits)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward_features(x))
+        l_out, h_out = self._branches(x)
+        if self.global_pool == "":
+            return self._fused_map(l_out, h_out)
+        return self._head(self._pool_tokens(l_out, h_out))
+
+    # --- timm intermediate features ----------------------------------------------------
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: Optional[Union[int, List[int]]] = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
+        """The ``feature_info`` maps (NCHW), as timm's ``forward_intermediates``.
+
+        ``indices``: None = all four, int n = last n, list = those. ``norm`` has nothing to
+        do: the ViT outputs always carry their branch's final LayerNorm, and there is no
+        model-level norm. With ``intermediates_only`` a branch no requested map needs is not
+        run (that is all ``stop_early`` could save, so it adds nothing); otherwise returns
+        ``(forward_features map, maps)``.
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
+        take_indices, _ = feature_take_indices(len(self.feature_info), indices)
+        wanted = [self._feature_names[i] for i in take_indices]
+        feats = self.feat_extractor(x)
+        maps = {"l_in": feats[self.l_idx], "h_in": feats[self.h_idx]}
+        l_out = self.l_vit(maps["l_in"]) if "l_out" in wanted or not intermediates_only else None
+        h_out = self.h_vit(maps["h_in"]) if "h_out" in wanted or not intermediates_only else None
+        if l_out is not None:
+            maps["l_out"] = self._tokens_to_map(l_out, self.l_grid)
+        if h_out is not None:
+            maps["h_out"] = self._tokens_to_map(h_out, self.h_grid)
+        intermediates = [maps[k] for k in wanted]
+        if intermediates_only or l_out is None or h_out is None:  # (both run unless intermediates_only)
+            return intermediates
+        return self._fused_map(l_out, h_out), intermediates
+
+    def prune_intermediate_layers(
+        self,
+        indices: Union[int, List[int]] = 1,
+        prune_norm: bool = False,
+        prune_head: bool = True,
+    ) -> List[int]:
+        """Drop what the requested ``feature_info`` maps do not need (timm's features_only pruning):
+        the head, and a ViT branch none of them uses. ``prune_norm`` is a no-op (no model-level norm)."""
+        take_indices, _ = feature_take_indices(len(self.feature_info), indices)
+        wanted = {self._feature_names[i] for i in take_indices}
+        if prune_head:
+            self.head = nn.Sequential(*[nn.Identity() for _ in range(5)])
+            self.num_classes = 0
+            self.global_pool = ""
+        if "l_out" not in wanted:
+            self.l_vit = nn.Identity()
+        if "h_out" not in wanted:
+            self.h_vit = nn.Identity()
+        return take_indices
 
 
-def _create(variant: str, pretrained: bool, dataset: str, weights: str | os.PathLike | None,
-            **kwargs: Any) -> MultiScaleEffViT:
+def _create(variant: str, pretrained: bool, dataset: str, weights: Union[str, "os.PathLike[str]", None],
+            **kwargs: Any) -> nn.Module:
     if pretrained and weights is not None:
         raise ValueError("pass either pretrained=True or weights=PATH, not both")
     a = VARIANTS[variant]
     kwargs.pop("pretrained_cfg", None)  # timm.create_model passes its own; we resolve ours below
-    kwargs.pop("pretrained_cfg_overlay", None)
+    overlay = kwargs.pop("pretrained_cfg_overlay", None) or {}
     kwargs.pop("cache_dir", None)
+    if overlay.get("file") and weights is None:  # timm's way to point at a local file
+        weights, pretrained = overlay["file"], False
+    features_only = kwargs.pop("features_only", False)
+    feature_cfg = {"out_indices": tuple(range(4)), "feature_cls": "getter"}
+    for k in ("out_indices", "feature_cls"):
+        if k in kwargs:
+            feature_cfg[k] = kwargs.pop(k)
+    if features_only and feature_cfg["feature_cls"] != "getter":
+        raise ValueError(f"{variant} provides features_only through forward_intermediates: "
+                         f"feature_cls must be 'getter', got {feature_cfg['feature_cls']!r}")
     model_kwargs = dict(
         backbone=a.backbone, img_size=a.img_size, l_block_idx=a.l_block_idx, h_block_idx=a.h_block_idx,
         l_dim=a.l_dim, h_dim=a.h_dim, l_depth=a.l_depth, h_depth=a.h_depth, l_heads=a.l_heads,
@@ -197,35 +381,43 @@ def _create(variant: str, pretrained: bool, dataset: str, weights: str | os.Path
     cfg = dict(default_cfgs[variant])
     if pretrained:
         cfg["url"] = release_url(variant, dataset)
-    # Weights are loaded by msvit (cache, progress bar, integrity and variant checks),
-    # never by timm's hub loader, so build_model_with_cfg always gets pretrained=False.
-    model = build_model_with_cfg(MultiScaleEffViT, variant, pretrained=False, pretrained_cfg=cfg,
-                                 kwargs_filter=("in_chans",), **model_kwargs)
-    model.variant = variant
-    model.weights_path = None
-    if pretrained or weights is not None:
-        from .weights import download_weights, load_checkpoint
-
-        path = download_weights(cfg["url"]) if pretrained else weights
-        load_checkpoint(model, path)
+    # Weights are read by msvit (cache, progress bar, integrity, variant/key checks, typed
+    # errors) through timm's ``custom_load`` hook, MultiScaleEffViT.load_pretrained, so
+    # timm loads them before it wraps a features_only model, as for its own models.
+    path = download_weights(cfg["url"]) if pretrained else weights
+    if path is not None:
+        cfg.update(file=os.fspath(path), custom_load=True)
+    model = build_model_with_cfg(
+        MultiScaleEffViT, variant, pretrained=path is not None, pretrained_cfg=cfg, kwargs_filter=("in_chans",),
+        features_only=features_only, feature_cfg=feature_cfg, **model_kwargs)
+    net = model.model if features_only else model  # features_only: timm's FeatureGetterNet around it
+    net.variant = variant
+    if path is None:
+        net.weights_path = None
+    if features_only:  # the wrapper answers the same provenance questions
+        model.variant = variant
+        for k in ("weights_path", "weights_sha256"):
+            if hasattr(net, k):
+                setattr(model, k, getattr(net, k))
     return model.eval()
 
 
 @register_model
 def ms_eff_vit_b0(pretrained: bool = False, dataset: str = "celeb_df_v2",
-                  weights: str | os.PathLike | None = None, **kwargs: Any) -> MultiScaleEffViT:
+                  weights: Union[str, "os.PathLike[str]", None] = None, **kwargs: Any) -> MultiScaleEffViT:
     """MS-Eff-ViT b0 ("Fast"): tf_efficientnet_b0 backbone, 224x224 input.
 
     ``weights=PATH`` loads a local checkpoint; ``pretrained=True`` downloads DeepGuard's
     release for ``dataset`` ("celeb_df_v2" | "ff++") once into the cache. Extra kwargs go
-    to :class:`MultiScaleEffViT` (e.g. ``attn_mode="applied"``).
+    to :class:`MultiScaleEffViT` (e.g. ``attn_mode="applied"``); timm's ``features_only``,
+    ``out_indices``, ``num_classes``, ``global_pool``, ``drop_rate``, ``drop_path_rate`` work.
     """
     return _create("ms_eff_vit_b0", pretrained, dataset, weights, **kwargs)
 
 
 @register_model
 def ms_eff_vit_b5(pretrained: bool = False, dataset: str = "celeb_df_v2",
-                  weights: str | os.PathLike | None = None, **kwargs: Any) -> MultiScaleEffViT:
+                  weights: Union[str, "os.PathLike[str]", None] = None, **kwargs: Any) -> MultiScaleEffViT:
     """MS-Eff-ViT b5 ("Pro"): tf_efficientnet_b5 backbone, 384x384 input. See :func:`ms_eff_vit_b0`."""
     return _create("ms_eff_vit_b5", pretrained, dataset, weights, **kwargs)
 
@@ -233,7 +425,5 @@ def ms_eff_vit_b5(pretrained: bool = False, dataset: str = "celeb_df_v2",
 def create_model(name: str, **kwargs: Any) -> MultiScaleEffViT:
     """Build a registered variant by name with a clear error for unknown names."""
     if name not in VARIANTS:
-        from ..errors import MsvitError
-
         raise MsvitError(f"unknown model {name!r}; choose one of: {', '.join(VARIANTS)}")
     return globals()[name](**kwargs)

@@ -10,6 +10,12 @@ Convention: the count follows fvcore's ``FlopCountAnalysis`` (the tool behind th
 published 0.68 G), i.e. conv/linear/matmul/attention multiply-accumulates plus fvcore's
 per-element charge for normalisation layers (batch norm in eval: 2 per element; layer
 norm: 5 per element). Element-wise activations are free in both.
+
+Parameters, two readings: ``params`` counts every weight the checkpoint holds (state-dict
+tensors that are weights, i.e. no batch-norm statistics; DeepGuard's and the README's
+number), ``trainable_params`` what ``parameters()`` can train. They differ by the
+attention of ``attn_mode="deepguard"`` blocks, kept as buffers because no gradient reaches
+it (:func:`msvit.model.layers.frozen_weights`).
 """
 from __future__ import annotations
 
@@ -21,6 +27,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+from .layers import frozen_weights
 
 #: DeepGuard's published real-time budget for b0, in fvcore "FLOPs" (= GMACs).
 B0_BUDGET_GMACS = 0.68
@@ -52,10 +60,12 @@ class Profile:
     model: str
     attn_mode: str
     input_size: tuple[int, int, int, int]
-    params: int
+    params: int  # weights in the state dict (what the checkpoint holds)
     params_by_part: dict[str, int]
     macs: int
     macs_by_part: dict[str, int] = field(default_factory=dict)
+    trainable_params: int = 0  # what parameters() can train (deepguard: minus the dead attention)
+    trainable_by_part: dict[str, int] = field(default_factory=dict)
 
     @property
     def gmacs(self) -> float:
@@ -78,10 +88,15 @@ class Profile:
         return d
 
 
-def count_params(model: nn.Module) -> tuple[int, dict[str, int]]:
+def count_params(model: nn.Module, trainable: bool = False) -> tuple[int, dict[str, int]]:
+    """``(total, per part)`` of the weights in the state dict, or with ``trainable`` of
+    ``parameters()`` that require grad (the two differ by :func:`frozen_weights`)."""
+    tensors = [(n, p) for n, p in model.named_parameters() if p.requires_grad or not trainable]
+    if not trainable:
+        tensors += list(frozen_weights(model))
     total = 0
     parts = dict.fromkeys(PARTS, 0)
-    for name, p in model.named_parameters():
+    for name, p in tensors:
         total += p.numel()
         for part, prefix in PARTS.items():
             if name.startswith(prefix):
@@ -107,6 +122,7 @@ def profile(model: nn.Module, batch: int = 1) -> Profile:
         key = next((k for k in flops_by_module if k.endswith(prefix.rstrip("."))), None)
         by_part[part] = int(sum(flops_by_module[key].values()) // 2 // batch) if key else 0
     params, params_by_part = count_params(model)
+    trainable, trainable_by_part = count_params(model, trainable=True)
     return Profile(
         model=getattr(model, "variant", type(model).__name__),
         attn_mode=getattr(model, "attn_mode", "n/a"),
@@ -115,4 +131,6 @@ def profile(model: nn.Module, batch: int = 1) -> Profile:
         params_by_part=params_by_part,
         macs=int(total_flops // 2 // batch),
         macs_by_part=by_part,
+        trainable_params=trainable,
+        trainable_by_part=trainable_by_part,
     )

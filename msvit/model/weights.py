@@ -1,8 +1,9 @@
 """Checkpoint loading and downloading with errors that say what is wrong.
 
 Accepts DeepGuard ``.bin`` / ``.pth`` / ``.pt`` state dicts (``torch.load(weights_only=True)``)
-and ``.safetensors``; unwraps ``{"state_dict": ...}`` / ``{"model": ...}`` containers and
-DataParallel ``module.`` prefixes, which users routinely hand us.
+and safetensors, told apart by their first bytes, not their names; unwraps
+``{"state_dict": ...}`` / ``{"model": ...}`` containers and DataParallel ``module.``
+prefixes, which users routinely hand us.
 """
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
-import zipfile
 from pathlib import Path
 from typing import Mapping
 
@@ -19,12 +19,14 @@ import torch
 import torch.nn as nn
 
 from ..errors import (
+    CheckpointError,
     CorruptCheckpointError,
     KeyMismatchError,
     NotAStateDictError,
     VariantMismatchError,
     WeightsDownloadError,
 )
+from .variants import VARIANTS
 
 # Known sha256 of published releases; None = not pinned (integrity then rests on the
 # size check, a successful state-dict load, and the sidecar hash written on download).
@@ -47,30 +49,76 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "msvit"
 
 
+# What a checkpoint file holds, told by its first bytes (never by its name).
+FORMAT_ZIP = "zip"  # torch.save, PyTorch >= 1.6: a zip archive
+FORMAT_PICKLE = "pickle"  # torch.save(_use_new_zipfile_serialization=False): pickle PROTO opcode first
+FORMAT_SAFETENSORS = "safetensors"  # u64 little-endian header length, then the JSON header "{..."
+FORMAT_EMPTY = "empty"
+FORMAT_UNKNOWN = "unknown"
+
+_SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors format's own limit
+
+
+def sniff_checkpoint(path: str | os.PathLike) -> str:
+    """The format of a checkpoint file by content: one of the ``FORMAT_*`` names."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if not head:
+        return FORMAT_EMPTY
+    if head.startswith(b"PK\x03\x04"):
+        return FORMAT_ZIP
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return FORMAT_PICKLE
+    if len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= _SAFETENSORS_MAX_HEADER:
+        return FORMAT_SAFETENSORS
+    return FORMAT_UNKNOWN
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a checkpoint file into a flat ``{name: tensor}`` dict, or raise a CheckpointError."""
+    """Read a checkpoint file into a flat ``{name: tensor}`` dict, or raise a CheckpointError.
+
+    The format is sniffed from the content (:func:`sniff_checkpoint`), so a safetensors file
+    named ``.bin`` loads as safetensors and a ``.pt`` zip named ``.safetensors`` as a zip.
+    """
     p = Path(path)
-    if not p.is_file():
+    if p.is_dir():
+        raise CheckpointError(f"weights {p} is a folder; expected a checkpoint file "
+                              "(.bin / .pth / .pt / .safetensors)")
+    if not p.exists():
         raise CorruptCheckpointError(f"weights file not found: {p}")
-    if p.suffix == ".safetensors":
+    if not p.is_file():
+        raise CheckpointError(f"weights {p} is not a regular file; expected a checkpoint file")
+    try:
+        kind = sniff_checkpoint(p)
+    except OSError as e:
+        raise CorruptCheckpointError(f"{p.name}: cannot read weights file: {e.strerror or e}") from None
+    if kind == FORMAT_EMPTY:
+        raise CorruptCheckpointError(f"{p.name}: the file is empty (0 bytes); not a checkpoint")
+    if kind == FORMAT_UNKNOWN:
+        raise CorruptCheckpointError(
+            f"{p.name}: not a checkpoint (unrecognised content): neither a PyTorch zip/pickle nor a "
+            "safetensors file")
+    if kind == FORMAT_SAFETENSORS:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         try:
             obj: object = load_file(str(p))
         except (SafetensorError, OSError, ValueError) as e:
-            raise CorruptCheckpointError(f"{p.name}: not a readable safetensors file ({e})") from None
+            raise CorruptCheckpointError(
+                f"{p.name}: a safetensors file that cannot be read (truncated or corrupt?): {e}") from None
     else:
         try:
             obj = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, zip errors...
-            if isinstance(e, (RuntimeError, EOFError, zipfile.BadZipFile, ValueError)) and "Weights only" not in str(e):
-                raise CorruptCheckpointError(
-                    f"{p.name}: not a readable PyTorch checkpoint (truncated or corrupt?): {str(e).splitlines()[0]}"
+        except Exception as e:  # UnpicklingError, RuntimeError, EOFError, zip errors...
+            if "Weights only load failed" in str(e):  # a well-formed pickle of something else
+                raise NotAStateDictError(
+                    f"{p.name}: holds pickled Python objects, not a tensor state dict; save it with "
+                    "torch.save(model.state_dict(), path)"
                 ) from None
-            raise NotAStateDictError(
-                f"{p.name}: holds pickled Python objects, not a tensor state dict; save it with "
-                "torch.save(model.state_dict(), path)"
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise CorruptCheckpointError(
+                f"{p.name}: not a readable PyTorch checkpoint (truncated or corrupt?): {first}"
             ) from None
     return _unwrap(obj, p.name)
 
@@ -90,8 +138,6 @@ def _unwrap(obj: object, name: str) -> dict[str, torch.Tensor]:
 
 
 def _guess_variant(sd: Mapping[str, torch.Tensor]) -> str | None:
-    from .ms_eff_vit import VARIANTS
-
     w = sd.get("l_vit.patch_embed.cls_token")
     hw = sd.get("h_vit.patch_embed.cls_token")
     if w is None or hw is None:
@@ -191,8 +237,7 @@ def download_weights(url: str, dest_dir: str | os.PathLike | None = None, expect
         if expected_sha256 and digest != expected_sha256:
             raise WeightsDownloadError(f"{fname}: sha256 {digest} does not match the published {expected_sha256}")
         try:
-            if not fname.endswith(".safetensors"):
-                read_state_dict(tmp)
+            read_state_dict(tmp)  # format sniffed by content, so safetensors releases are checked too
         except Exception as e:
             raise WeightsDownloadError(f"downloaded {fname} is not a usable checkpoint: {e}") from None
         os.replace(tmp, target)
