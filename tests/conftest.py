@@ -66,3 +66,17 @@ def eval_set(faces_dir):
     from msvit.data import load_images
 
     return load_images(faces_dir / "eval")
+
+
+@pytest.fixture(scope="session")
+def exported_all(demo_weights, faces_dir, tmp_path_factory) -> Path:
+    """`msvit-export --target all` once per test run (demo weights, verified on eval/):
+    what runtime, predict and bench tests open. TensorRT exits 'unavailable' here, which
+    --target all reports without failing."""
+    from msvit.export.cli import main
+
+    out = tmp_path_factory.mktemp("all-artifacts")
+    rc = main(["--target", "all", "--weights", str(demo_weights), "--out", str(out),
+               "--verify-data", str(faces_dir / "eval")])
+    assert rc == 0, f"msvit-export --target all exited {rc}"
+    return out

@@ -13,7 +13,7 @@ from msvit.bench import ROW_KEYS, SCHEMA, BenchReport, discover_artifacts, run
 from msvit.bench.timing import Interleaved, interleaved, measure, paired_speedup
 
 FAST = dict(iters=3, warmup=1, log=None, progress=False)
-TOP_KEYS = {"schema", "settings", "env", "compute", "noise", "rows"}
+TOP_KEYS = {"schema", "settings", "env", "compute", "noise", "rows", "pipeline"}
 LAT_KEYS = {"batch", "iters", "warmup", "seconds", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms",
             "max_ms", "throughput"}
 COMPUTE_KEYS = {"model", "attn_mode", "input", "params", "params_m", "macs", "gmacs", "gflops", "convention",

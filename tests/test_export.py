@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -167,6 +168,46 @@ def test_disk_full_mid_write_leaves_nothing(demo_model, tmp_path, monkeypatch):
         export(demo_model, "onnx", out_dir=tmp_path, log=None)
     monkeypatch.setattr(onnx, "save", real_save)
     assert list(tmp_path.iterdir()) == []  # no artifact, no manifest, no temp dir
+
+
+def test_artifact_and_manifest_publish_together(demo_model, tmp_path, monkeypatch):
+    """Issue 13: with room for the .onnx but not for its manifest, the run used to publish the
+    artifact and then say nothing was published. Now the manifest is staged beside the files
+    and everything moves as one step: a failure rolls back what was moved."""
+    import msvit.fileio as fileio
+
+    real = fileio.atomic_write
+
+    def no_room_for_json(path, write, **k):
+        if str(path).endswith(".json"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, write, **k)
+
+    monkeypatch.setattr(fileio, "atomic_write", no_room_for_json)
+    with pytest.raises(ExportError, match="disk full.*nothing was published"):
+        export(demo_model, "onnx", out_dir=tmp_path, log=None)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(fileio, "atomic_write", real)
+
+    old = tmp_path / "ms_eff_vit_b0_fp32.onnx"  # a move that fails half way restores what it replaced
+    old.write_bytes(b"previous artifact")
+    real_replace = os.replace
+
+    def fail_on_manifest(src, dst):
+        if str(dst).endswith(".onnx.json"):
+            raise OSError(errno.EIO, "I/O error")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", fail_on_manifest)
+    with pytest.raises(ExportError, match="I/O error"):
+        export(demo_model, "onnx", out_dir=tmp_path, log=None)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ms_eff_vit_b0_fp32.onnx"]
+    assert old.read_bytes() == b"previous artifact"
+
+
+def test_manifest_is_as_readable_as_the_artifact(onnx_fp32):
+    assert (onnx_fp32.manifest.stat().st_mode & 0o777) == (onnx_fp32.path.stat().st_mode & 0o777) == 0o644
 
 
 def test_interrupted_export_publishes_nothing(demo_model, tmp_path, monkeypatch):

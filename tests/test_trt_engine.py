@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from msvit.export import trt_engine as tb  # noqa: E402
+from msvit.export import trt_engine as tb  # noqa: E402  (planning and building)
+from msvit.runtime import tensorrt as rt  # noqa: E402  (probing, engine header, loading)
 
 FAKE_ENGINE = b"ftrt" + bytes(range(256)) * 4  # raw TensorRT plans start with the b"ftrt" magic
 
@@ -123,8 +124,8 @@ def test_trtexec_quotes_paths_with_spaces() -> None:
 def test_header_roundtrip(tmp_path: Path) -> None:
     meta = {"model": "cnn_vit", "input": "image", "output": "logit", "tensorrt_version": "10.3.0", "note": "naïve ✓"}
     path = tmp_path / "sub" / "model.engine"
-    tb._write_engine_file(path, FAKE_ENGINE, meta)
-    got, offset = tb.read_engine_metadata(path)
+    rt.write_engine_file(path, FAKE_ENGINE, meta)
+    got, offset = rt.read_engine_metadata(path)
     assert got == meta
     assert path.read_bytes()[offset:] == FAKE_ENGINE
     raw = path.read_bytes()
@@ -136,25 +137,25 @@ def test_header_roundtrip(tmp_path: Path) -> None:
 
 def test_header_write_is_atomic_on_failure(tmp_path: Path) -> None:
     path = tmp_path / "model.engine"
-    tb._write_engine_file(path, FAKE_ENGINE, {"v": 1})
+    rt.write_engine_file(path, FAKE_ENGINE, {"v": 1})
 
     with pytest.raises(TypeError):  # not a buffer: write fails after the header went to the tmp file
-        tb._write_engine_file(path, object(), {"v": 2})
-    assert tb.read_engine_metadata(path)[0] == {"v": 1}  # old file intact
+        rt.write_engine_file(path, object(), {"v": 2})
+    assert rt.read_engine_metadata(path)[0] == {"v": 1}  # old file intact
     assert [p.name for p in tmp_path.iterdir()] == ["model.engine"]
 
 
 def test_headerless_engine(tmp_path: Path) -> None:
     path = tmp_path / "raw.engine"
     path.write_bytes(FAKE_ENGINE)
-    assert tb.read_engine_metadata(path) == ({}, 0)
+    assert rt.read_engine_metadata(path) == ({}, 0)
 
 
 def test_too_short(tmp_path: Path) -> None:
     path = tmp_path / "x.engine"
     path.write_bytes(b"ab")
     with pytest.raises(ValueError):
-        tb.read_engine_metadata(path)
+        rt.read_engine_metadata(path)
 
 
 # ---------------------------------------------------------------- compatibility
@@ -162,15 +163,15 @@ def test_too_short(tmp_path: Path) -> None:
 
 def test_check_compatibility() -> None:
     meta = {"tensorrt_version": "10.3.0", "gpu_name": "NVIDIA H100 80GB HBM3"}
-    tb.check_compatibility(meta, "10.3.0", "NVIDIA  H100 80GB HBM3")  # whitespace-insensitive
-    tb.check_compatibility(meta, "10.3.0", None)  # GPU unknown at runtime: not checked
-    tb.check_compatibility({}, "11.0.0", "anything")  # headerless: nothing to check
-    with pytest.raises(tb.EngineMismatch, match=r"TensorRT 10\.3\.0.*TensorRT 10\.4\.0"):
-        tb.check_compatibility(meta, "10.4.0", "NVIDIA H100 80GB HBM3")
-    with pytest.raises(tb.EngineMismatch, match="NVIDIA A100"):
-        tb.check_compatibility(meta, "10.3.0", "NVIDIA A100-SXM4-80GB")
-    with pytest.raises(tb.EngineMismatch) as ei:
-        tb.check_compatibility(meta, "11.0.0", "NVIDIA A100-SXM4-80GB")
+    rt.check_compatibility(meta, "10.3.0", "NVIDIA  H100 80GB HBM3")  # whitespace-insensitive
+    rt.check_compatibility(meta, "10.3.0", None)  # GPU unknown at runtime: not checked
+    rt.check_compatibility({}, "11.0.0", "anything")  # headerless: nothing to check
+    with pytest.raises(rt.EngineMismatch, match=r"TensorRT 10\.3\.0.*TensorRT 10\.4\.0"):
+        rt.check_compatibility(meta, "10.4.0", "NVIDIA H100 80GB HBM3")
+    with pytest.raises(rt.EngineMismatch, match="NVIDIA A100"):
+        rt.check_compatibility(meta, "10.3.0", "NVIDIA A100-SXM4-80GB")
+    with pytest.raises(rt.EngineMismatch) as ei:
+        rt.check_compatibility(meta, "11.0.0", "NVIDIA A100-SXM4-80GB")
     assert "TensorRT" in str(ei.value) and "GPU" in str(ei.value)
 
 
@@ -182,28 +183,28 @@ def _fake_trt(version: str) -> types.ModuleType:
 
 def test_load_engine_version_mismatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "m.engine"
-    tb._write_engine_file(path, FAKE_ENGINE, {"tensorrt_version": "10.3.0.26", "gpu_name": "NVIDIA L4"})
+    rt.write_engine_file(path, FAKE_ENGINE, {"tensorrt_version": "10.3.0.26", "gpu_name": "NVIDIA L4"})
     monkeypatch.setitem(sys.modules, "tensorrt", _fake_trt("10.9.0.34"))
-    monkeypatch.setattr(tb, "current_gpu", lambda: {"gpu_name": "NVIDIA L4"})
-    with pytest.raises(tb.EngineMismatch, match=r"m\.engine: built with TensorRT 10\.3\.0\.26, running TensorRT 10\.9\.0\.34"):
-        tb.load_engine(path)
+    monkeypatch.setattr(rt, "current_gpu", lambda: {"gpu_name": "NVIDIA L4"})
+    with pytest.raises(rt.EngineMismatch, match=r"m\.engine: built with TensorRT 10\.3\.0\.26, running TensorRT 10\.9\.0\.34"):
+        rt.load_engine(path)
 
 
 def test_load_engine_gpu_mismatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "m.engine"
-    tb._write_engine_file(path, FAKE_ENGINE, {"tensorrt_version": "11.0.0", "gpu_name": "NVIDIA L4"})
+    rt.write_engine_file(path, FAKE_ENGINE, {"tensorrt_version": "11.0.0", "gpu_name": "NVIDIA L4"})
     monkeypatch.setitem(sys.modules, "tensorrt", _fake_trt("11.0.0"))
-    monkeypatch.setattr(tb, "current_gpu", lambda: {"gpu_name": "NVIDIA H100 80GB HBM3"})
-    with pytest.raises(tb.EngineMismatch, match="built on GPU 'NVIDIA L4'"):
-        tb.load_engine(path)
+    monkeypatch.setattr(rt, "current_gpu", lambda: {"gpu_name": "NVIDIA H100 80GB HBM3"})
+    with pytest.raises(rt.EngineMismatch, match="built on GPU 'NVIDIA L4'"):
+        rt.load_engine(path)
 
 
 def test_load_engine_without_tensorrt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "m.engine"
-    tb._write_engine_file(path, FAKE_ENGINE, {"tensorrt_version": "10.3.0"})
+    rt.write_engine_file(path, FAKE_ENGINE, {"tensorrt_version": "10.3.0"})
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # makes `import tensorrt` fail
-    with pytest.raises(tb.TensorRTUnavailable, match="tensorrt is not importable"):
-        tb.load_engine(path)
+    with pytest.raises(rt.TensorRTUnavailable, match="tensorrt is not importable"):
+        rt.load_engine(path)
 
 
 # ---------------------------------------------------------------- probe
@@ -211,12 +212,12 @@ def test_load_engine_without_tensorrt(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_probe_unavailable_here(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "tensorrt", None)
-    ok, reason = tb.probe()
+    ok, reason = rt.probe()
     assert ok is False and "tensorrt" in reason and "\n" not in reason
 
 
 def test_probe_real_environment_never_raises() -> None:
-    ok, reason = tb.probe()
+    ok, reason = rt.probe()
     assert isinstance(ok, bool) and isinstance(reason, str) and reason
     try:
         import tensorrt  # noqa: F401
@@ -226,16 +227,16 @@ def test_probe_real_environment_never_raises() -> None:
 
 def test_probe_tensorrt_but_no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "tensorrt", _fake_trt("10.3.0"))
-    monkeypatch.setattr(tb, "_gpu_count", lambda: (0, "torch"))
-    assert tb.probe() == (False, "no CUDA GPU visible (checked via torch)")
-    monkeypatch.setattr(tb, "_gpu_count", lambda: (1, "torch"))
-    monkeypatch.setattr(tb, "current_gpu", lambda: {"gpu_name": "NVIDIA L4"})
-    assert tb.probe() == (True, "TensorRT 10.3.0 on NVIDIA L4")
+    monkeypatch.setattr(rt, "_gpu_count", lambda: (0, "torch"))
+    assert rt.probe() == (False, "no CUDA GPU visible (checked via torch)")
+    monkeypatch.setattr(rt, "_gpu_count", lambda: (1, "torch"))
+    monkeypatch.setattr(rt, "current_gpu", lambda: {"gpu_name": "NVIDIA L4"})
+    assert rt.probe() == (True, "TensorRT 10.3.0 on NVIDIA L4")
 
 
 def test_build_engine_without_tensorrt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     plan = tb.plan_build("10.3.0", "fp32", dynamic_batch=False, max_batch=1, batch=1)
-    with pytest.raises(tb.TensorRTUnavailable):
+    with pytest.raises(rt.TensorRTUnavailable):
         tb.build_engine(tmp_path / "m.onnx", tmp_path / "m.engine", plan, {})
     assert not (tmp_path / "m.engine").exists()

@@ -99,10 +99,12 @@ class BenchReport:
     compute: dict[str, Any]
     settings: dict[str, Any] = field(default_factory=dict)
     noise: dict[str, Any] = field(default_factory=dict)  # foreign_cpu_pct, max_spread_pct, noisy, warning
+    pipeline: list[Any] = field(default_factory=list)  # --pipeline VIDEO: msvit.bench.pipeline.PipelineRow
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": SCHEMA, "settings": self.settings, "env": self.env, "compute": self.compute,
-                "noise": self.noise, "rows": [r.to_dict() for r in self.rows]}
+                "noise": self.noise, "rows": [r.to_dict() for r in self.rows],
+                "pipeline": [r.to_dict() for r in self.pipeline]}
 
     @property
     def baseline(self) -> BenchRow:
@@ -465,6 +467,10 @@ def run(
     progress: bool = True,
     jetson_root: str | os.PathLike = "/",
     block: int = 10,
+    pipeline: str | os.PathLike | None = None,
+    pipeline_frames: int = 20,
+    pipeline_iters: int = 5,
+    face_detector: str | None = None,
 ) -> BenchReport:
     """Benchmark PyTorch eager FP32 (first row, the baseline) and each artifact, all timed
     round-robin in blocks of ``block`` runs in one interleaved run.
@@ -473,6 +479,7 @@ def run(
     cannot run here become ❌ rows) are exported into ``out`` (default: a temp dir, removed).
     ``targets=[]`` benchmarks PyTorch alone. ``data``: a folder/CSV (labelled real/ fake/ for
     Acc/AUC/log-loss), an ImageSet or an array; default 8 built-in synthetic images.
+    ``pipeline``: a video; adds end-to-end rows (decode, detect, crop, classify) per artifact.
     """
     import torch
 
@@ -505,6 +512,10 @@ def run(
         targets = None
     for t in targets or []:
         get_target(t)  # raises ExportError listing the valid names
+    if pipeline is not None and not Path(pipeline).is_file():
+        raise BenchError(f"--pipeline {pipeline}: no such video file")
+    if pipeline_frames < 1 or pipeline_iters < 1:
+        raise BenchError("need --pipeline-frames >= 1 and --pipeline-iters >= 1")
 
     threads = int(threads or torch.get_num_threads())
     torch.set_num_threads(threads)  # the same count goes to ORT intra_op and OV INFERENCE_NUM_THREADS
@@ -593,6 +604,14 @@ def run(
             c.row.icon = ICONS[c.row.status]  # one source of truth for the icon
             if c.row.latency is not None or c.row.status != "unavailable":
                 say(_line(c.row))
+        pipe_rows = []
+        if pipeline is not None:
+            from .pipeline import time_pipeline
+
+            pipe_rows = time_pipeline([(c.row.name, c.row.precision, c.s1 or c.sn) for c in cands
+                                       if c.row.status != "unavailable" and (c.s1 or c.sn) is not None],
+                                      pipeline, num_frames=pipeline_frames, iters=pipeline_iters, fps=fps,
+                                      face_detector=face_detector, threads=threads, log=say)
     finally:
         for c in cands:
             for s in {id(x): x for x in (c.s1, c.sn) if x is not None}.values():
@@ -614,8 +633,9 @@ def run(
                 "block": block, "min_time_s": min_time, "threads": threads, "fps": fps,
                 "realtime_budget_ms": 1000.0 / fps, "data": data_desc, "labelled": labels is not None,
                 "artifacts": str(artifacts) if artifacts is not None else None,
-                "out": None if tmp_out else (str(out) if out is not None else None)}
-    return BenchReport(rows, env, compute, settings, noise)
+                "out": None if tmp_out else (str(out) if out is not None else None),
+                "pipeline": str(pipeline) if pipeline is not None else None, "pipeline_frames": pipeline_frames}
+    return BenchReport(rows, env, compute, settings, noise, pipe_rows)
 
 
 def runtime_ref(net, x: np.ndarray) -> np.ndarray:

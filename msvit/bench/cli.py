@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import MsvitError, run_cli
+from ..errors import run_cli
 from ..export.targets import PRECISIONS, TARGETS
 
 EPILOG = textwrap.dedent("""\
@@ -59,7 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="runs per block: rows are timed round-robin, one block each per round (default 10)")
     c = p.add_argument_group("checks")
     c.add_argument("--data", type=Path, help="folder/CSV of face crops; real/ and fake/ subfolders -> Acc/AUC/log-loss")
-    c.add_argument("--fps", type=float, default=30.0, help="real-time target: p99 at batch 1 <= 1000/fps ms")
+    c.add_argument("--fps", type=float, default=30.0,
+                   help="real-time target: p99 at batch 1 <= 1000/fps ms; with --pipeline, end-to-end frames/s >= fps")
+    pl = p.add_argument_group("end to end (msvit-predict's pipeline)")
+    pl.add_argument("--pipeline", type=Path, metavar="VIDEO",
+                    help="also time decode -> face detection -> crop -> classify on this video, per artifact")
+    pl.add_argument("--pipeline-frames", type=int, default=20, help="frames sampled from the video (default 20)")
+    pl.add_argument("--pipeline-iters", type=int, default=5, help="timed runs per stage and row (default 5)")
+    pl.add_argument("--face-detector", default=None, help="face detector for --pipeline (default: msvit-predict's)")
     c.add_argument("--budget-gflops", type=float, default=0.68, dest="budget",
                    help="compute budget in GMACs (fvcore 'FLOPs' convention, as DeepGuard's 0.68 G; default 0.68)")
     o = p.add_argument_group("output")
@@ -72,19 +79,56 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_cli(_run, build_parser().parse_args(argv))
+    return run_cli(_run, build_parser().parse_args(argv), "interrupted: no report written", prog="msvit-bench")
 
 
-def _check_output(path: Path) -> None:
-    import os
+def _check_output(path: Path, flag: str = "--json") -> None:
+    from ..fileio import check_output_file
 
+    check_output_file(path, flag)
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Every check that needs no model: numbers, names and paths, before any work starts
+    (a bad value exits 2; a report path that cannot be written must not lose a finished run)."""
+    import math
+
+    from ..errors import CheckpointError, DataError, UsageError
+    from ..fileio import check_output_dir
     from . import BenchError
 
-    if path.is_dir():
-        raise BenchError(f"{path} is a folder: give a file name for the report")
-    parent = path.parent if str(path.parent) else Path(".")
-    if parent.exists() and not os.access(parent, os.W_OK):
-        raise BenchError(f"cannot write {path}: {parent} is not writable")
+    for flag, lo in (("--batch", 1), ("--iters", 1), ("--warmup", 0), ("--block", 1), ("--threads", 1)):
+        v = getattr(args, flag[2:].replace("-", "_"))
+        if v is not None and v < lo:
+            hint = " (omit it for torch's default)" if flag == "--threads" else ""
+            raise BenchError(f"{flag} must be >= {lo}, got {v}{hint}")
+    for flag, dest, positive in (("--min-time", "min_time", False), ("--fps", "fps", True),
+                                 ("--budget-gflops", "budget", True)):
+        v = getattr(args, dest)
+        if v is not None and (not math.isfinite(v) or v < 0 or (positive and v == 0)):
+            raise BenchError(f"{flag} must be a {'positive' if positive else 'non-negative'} number, got {v}")
+    for name in _split(args.targets) or []:
+        if name not in (*TARGETS, "all", "none"):
+            raise UsageError(f"unknown target {name!r} in --targets; choose from {', '.join(TARGETS)}, all, none")
+    for pr in _split(args.precisions) or []:
+        if pr not in PRECISIONS:
+            raise UsageError(f"unknown precision {pr!r} in --precisions; choose from {', '.join(PRECISIONS)}")
+    for flag in ("--json", "--markdown", "--plot"):  # before the work: a report must never be lost
+        path = getattr(args, flag[2:])
+        if path is not None:
+            _check_output(path, flag)
+    if args.weights is not None:
+        if not args.weights.exists():
+            raise CheckpointError(f"--weights {args.weights}: no such file")
+        if args.weights.is_dir():
+            raise CheckpointError(f"--weights {args.weights}: is a folder, not a checkpoint file")
+    if args.data is not None and not args.data.exists():
+        raise DataError(f"--data {args.data}: no such file or folder")
+    if args.artifacts is not None and not args.artifacts.is_dir():
+        raise BenchError(f"--artifacts {args.artifacts}: "
+                         f"{'not a folder' if args.artifacts.exists() else 'no such folder'}")
+    if args.out is not None:
+        check_output_dir(args.out)
 
 
 def _split(s: str | None) -> list[str] | None:
@@ -97,6 +141,7 @@ def _run(args: argparse.Namespace) -> int:
     from . import run
     from .report import print_table, write_json, write_markdown, write_plot
 
+    validate(args)
     err = Console(stderr=True, highlight=False)
     log = None if args.quiet else (lambda msg: err.print(f"[dim]msvit-bench:[/dim] {msg}"))
     targets = _split(args.targets)
@@ -104,18 +149,13 @@ def _run(args: argparse.Namespace) -> int:
         targets = None
     elif targets in (["none"], []):
         targets = []
-    for path in (args.json, args.markdown, args.plot):  # before the work: a report must never be lost
-        if path is not None:
-            _check_output(path)
     precisions = _split(args.precisions)
-    for pr in precisions or []:
-        if pr not in PRECISIONS:
-            raise MsvitError(f"unknown precision {pr!r}; choose from {', '.join(PRECISIONS)}")
     rep = run(model=args.model, weights=args.weights, pretrained=args.pretrained, attn_mode=args.attn_mode,
               targets=targets, precisions=precisions, batch=args.batch, iters=args.iters, warmup=args.warmup,
               min_time=args.min_time, threads=args.threads, data=args.data, fps=args.fps, budget_gmacs=args.budget,
               out=args.out, artifacts=args.artifacts, device=args.device, log=log, progress=not args.quiet,
-              block=args.block)
+              block=args.block, pipeline=args.pipeline, pipeline_frames=args.pipeline_frames,
+              pipeline_iters=args.pipeline_iters, face_detector=args.face_detector)
     print_table(rep, wide=args.wide)
     for path, writer in ((args.json, write_json), (args.markdown, write_markdown), (args.plot, write_plot)):
         if path:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import BenchReport, BenchRow
+from . import ICONS, BenchReport, BenchRow
 
 
 def _f(v: Any, fmt: str = ".2f") -> str:
@@ -89,7 +89,9 @@ def print_table(rep: BenchReport, console: Any = None, wide: bool = False) -> No
     from rich.console import Console
     from rich.table import Table
 
-    con = console or Console(width=max(200, Console().width) if wide else min(100, Console().width))
+    term = Console()
+    con = console or Console(width=max(200, term.width) if wide else (min(100, term.width) if term.is_terminal
+                                                                       else 100))
     tab = Table(title="msvit-bench", caption=compute_line(rep), pad_edge=False, collapse_padding=True)
     for col in columns(rep, wide):
         tab.add_column(col, justify="left" if col in ("", "format", "prec", "dev", "note") else "right",
@@ -101,8 +103,31 @@ def print_table(rep: BenchReport, console: Any = None, wide: bool = False) -> No
     con.print(tab)
     if rep.noise.get("warning"):
         con.print(rep.noise["warning"], style="bold yellow", highlight=False)
+    if rep.pipeline:
+        con.print(pipeline_table(rep, wide))
     con.print("±% = spread of block medians; speed-up = PyTorch eager / row, per round of the interleaved run; "
               "RT = p99 within the real-time budget", style="dim", highlight=False)
+
+
+def pipeline_table(rep: BenchReport, wide: bool = False):
+    """End-to-end rows: sampled frames/s and ms per sampled frame for each stage."""
+    from rich.table import Table
+
+    s = rep.settings
+    tab = Table(title=f"pipeline: {Path(s['pipeline']).name}, {s['pipeline_frames']} sampled frames, "
+                      f"real time = >= {s['fps']:g} frames/s end to end", pad_edge=False, collapse_padding=True)
+    cols = ["", "format", "prec", "frames/s", "e2e ms", "decode", "detect", "crop", "classify", "±%", "RT",
+            "P(fake)"] + (["note"] if any(r.note for r in rep.pipeline) else [])
+    for col in cols:
+        tab.add_column(col, justify="left" if col in ("", "format", "prec", "note") else "right",
+                       no_wrap=col != "note", overflow="fold")
+    for r in rep.pipeline:
+        m = r.ms_per_frame
+        tab.add_row(ICONS.get(r.status, "❌"), r.name, r.precision, _f(r.fps, ".1f"), _f(r.e2e_ms_per_frame, ".1f"),
+                    *(_f(m.get(k), ".1f") for k in ("decode", "detect", "crop", "classify")),
+                    _f(r.spread_pct, ".0f"), _ok(r.realtime), _f(r.p_fake, ".3f"),
+                    *([r.note] if "note" in cols else []))
+    return tab
 
 
 def write_json(rep: BenchReport, path: str | os.PathLike) -> Path:
@@ -125,6 +150,17 @@ def to_markdown(rep: BenchReport) -> str:
     out.append("|" + "|".join("---" if c in ("", "format", "prec", "dev", "note") else "---:" for c in cols) + "|")
     for r in rep.rows:
         out.append("| " + " | ".join(x.replace("|", "\\|") for x in cells(rep, r)) + " |")
+    if rep.pipeline:
+        out += ["", f"**Pipeline** ({rep.settings['pipeline']}, {rep.settings['pipeline_frames']} sampled frames; "
+                "ms per sampled frame):", "",
+                "| status | format | prec | frames/s | e2e ms | decode | detect | crop | classify | ±% | RT | P(fake) |",
+                "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+        for r in rep.pipeline:
+            m = r.ms_per_frame
+            out.append(f"| {ICONS.get(r.status, '❌')} | {r.name} | {r.precision} | {_f(r.fps, '.1f')} | "
+                       f"{_f(r.e2e_ms_per_frame, '.1f')} | " + " | ".join(_f(m.get(k), ".1f") for k in
+                                                                      ("decode", "detect", "crop", "classify"))
+                       + f" | {_f(r.spread_pct, '.0f')} | {_ok(r.realtime)} | {_f(r.p_fake, '.3f')} |")
     out += ["", "✅ ran and met its checks · ❎ exported but a check failed · ❌ not runnable here. "
             "Latency in ms at batch 1 unless marked; ±% = spread of block medians; speed-up = PyTorch "
             "eager / row, median of per-round block ratios of one interleaved run; "

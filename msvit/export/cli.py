@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import math
+import re
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Sequence
 
-from ..errors import MsvitError, run_cli
+from ..errors import CheckpointError, DataError, OutputExistsError, UsageError, run_cli
+from ..fileio import check_output_dir
 from .targets import PRECISIONS, TARGETS
 
 EPILOG = textwrap.dedent("""\
@@ -26,11 +30,19 @@ EPILOG = textwrap.dedent("""\
     Without --verify-data, 8 deterministic synthetic images are used: real face crops
     are a better check. A manifest <artifact>.json (metadata, parity, sha256) is written
     beside each artifact; files appear under their final names only once complete.
+    Every argument and the --out folder are checked before any work starts. An artifact
+    already under its final name is refused (exit 2) unless --overwrite is given.
+    Work folders (.msvit-tmp-*) left in --out by killed exports are removed at the next
+    export into the same folder. Files of --calib-data/--verify-data that cannot be read
+    are skipped: the first few are named here, all of them in the manifest.
 
-    exit status: 0 all requested artifacts ✅; 1 an export or a parity check failed;
-    2 bad arguments or input; 3 the target cannot be finished on this host (e.g. TensorRT
-    without a GPU: the ONNX and the trtexec line are still written). With --target all,
-    targets that cannot be finished here are reported but do not fail the run.
+    exit status: 0 all requested artifacts ✅; 1 an export or a parity check failed, or an
+    unexpected internal error (one line and the path of a file with the full traceback;
+    --debug or MSVIT_DEBUG=1 prints it); 2 bad arguments or input (nothing is done);
+    3 the target cannot be finished on this host (e.g. TensorRT without a GPU: the ONNX
+    and the trtexec line are still written); 130 Ctrl-C, 143 SIGTERM (nothing is
+    published for the target in progress). With --target all, targets that cannot be
+    finished here are reported but do not fail the run.
     TorchScript-mobile is deprecated upstream: prefer ExecuTorch (--target executorch).
 """)
 
@@ -70,9 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     o = p.add_argument_group("output and checks")
     o.add_argument("--out", type=Path, default=Path("msvit-artifacts"), help="output folder (default msvit-artifacts)")
     o.add_argument("--verify-data", type=Path, help="folder/CSV of face images to verify parity on")
+    o.add_argument("--overwrite", action="store_true",
+                   help="replace artifacts already under their final names (default: refuse, exit 2)")
+    o.add_argument("--debug", action="store_true",
+                   help="print the full traceback of any error (also: MSVIT_DEBUG=1)")
     q = p.add_argument_group("int8")
     q.add_argument("--calib-data", type=Path, help="folder (recursive) or CSV of face images for INT8 calibration")
-    q.add_argument("--calib-size", type=int, default=None, help="images to use (default all, max 512)")
+    q.add_argument("--calib-size", type=int, default=None,
+                   help="images to use (default all up to 512; 8..512, larger is refused)")
     q.add_argument("--calib-method", choices=["minmax", "entropy", "percentile"], default=None,
                    help="activation range method (default: the measured best per target, see README)")
     q.add_argument("--max-auc-drop", type=float, default=0.005, help="accuracy guard: max AUC drop vs FP32")
@@ -88,40 +105,149 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_cli(_run, build_parser().parse_args(argv), "interrupted: nothing was published for the target in progress")
+    return run_cli(_run, build_parser().parse_args(argv), "interrupted: nothing was published for the target in progress",
+                   prog="msvit-export")
+
+
+def _plan(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(target, precision) of every export this command will run, in order."""
+    out = []
+    for name, t in (TARGETS.items() if args.target == "all" else [(args.target, TARGETS[args.target])]):
+        if args.target == "all" and args.precision and args.precision not in t.precisions:
+            continue  # --target all: each target that takes the precision
+        out.append((name, args.precision or t.default_precision))
+    return out
+
+
+def _trt_major(args: argparse.Namespace) -> int:
+    from .tensorrt import DEFAULT_TRT_VERSION, installed_trt_version
+
+    version = str(args.trt_version or installed_trt_version() or DEFAULT_TRT_VERSION)
+    m = re.match(r"\s*(\d+)(?:\.|\s*$)", version)  # 10, 10.3, 10.3.0.post1
+    if not m or int(m.group(1)) < 10:
+        raise UsageError(f"--trt-version {version!r}: give a TensorRT version >= 10 (e.g. 10 or 10.3; "
+                         "older TensorRT lacks name-based I/O)")
+    return int(m.group(1))
+
+
+def final_names(args: argparse.Namespace, target: str, precision: str) -> list[str]:
+    """The names ``target`` publishes in --out (its manifest is ``<main>.json``)."""
+    from . import artifact_stem
+
+    t = TARGETS[target]
+    stem = artifact_stem(SimpleNamespace(variant=args.model, attn_mode=args.attn_mode), precision, args.batch,
+                         args.dynamic_batch)
+    names = [stem + t.suffix]
+    if target == "openvino":
+        names.append(stem + ".bin")
+    if target == "trt":
+        names.append(f"{stem}_trt{_trt_major(args)}.onnx")  # what the engine is built from (published too)
+    return names
+
+
+def _number(args, flag: str, lo: float | None = None, hi: float | None = None) -> None:
+    v = getattr(args, flag.lstrip("-").replace("-", "_"))
+    if v is None:
+        return
+    if isinstance(v, float) and not math.isfinite(v) or (lo is not None and v < lo) or (hi is not None and v > hi):
+        rng = (f"between {lo:g} and {hi:g}" if lo is not None and hi is not None
+               else f">= {lo:g}" if lo is not None else f"<= {hi:g}")
+        raise UsageError(f"{flag} must be {rng}, got {v}")
+
+
+def validate(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """Every check that needs neither the model nor the data: run before any work starts
+    (a bad value exits 2 with nothing built, downloaded or written). Returns the plan."""
+    from ..quantize.calib import MAX_CALIB, MIN_CALIB
+    from . import check_request
+    from .core import existing_outputs, export_time
+    from .onnx import OPSET_MIN
+
+    for flag, lo, hi in (("--batch", 1, None), ("--max-batch", 1, None), ("--max-auc-drop", 0, 1),
+                         ("--min-agreement", 0, 1), ("--max-dprob", 0, 1), ("--sensitivity-dprob", 0, 1)):
+        _number(args, flag, lo, hi)
+    try:
+        import onnx
+
+        opset_max = int(onnx.defs.onnx_opset_version())
+    except Exception:  # onnx not installed: ONNX targets report that themselves
+        opset_max = None
+    if args.opset < OPSET_MIN or (opset_max is not None and args.opset > opset_max):
+        raise UsageError(f"--opset {args.opset}: msvit exports opset {OPSET_MIN}"
+                         + (f"..{opset_max} (the newest this onnx knows)" if opset_max else " or newer"))
+    if args.calib_size is not None and not MIN_CALIB <= args.calib_size <= MAX_CALIB:
+        raise UsageError(f"--calib-size {args.calib_size}: calibrate on {MIN_CALIB}..{MAX_CALIB} images "
+                         f"(100-500 face crops is typical); larger sets are not used")
+    plan = _plan(args)
+    if not plan:
+        raise UsageError(f"no target takes --precision {args.precision}")
+    for name, prec in plan if args.target != "all" else []:  # --target all skips what a target cannot do
+        check_request(TARGETS[name], prec, calib_given=bool(args.calib_data))
+    if args.target in ("coreml", "all") and args.min_deployment_target:
+        if not re.fullmatch(r"(iOS|macOS|watchOS|tvOS|visionOS)\d+", args.min_deployment_target):
+            raise UsageError(f"--min-deployment-target {args.min_deployment_target!r}: expected e.g. iOS16, "
+                             "iOS17, macOS13")
+    if args.target == "coreml" and (args.dynamic_batch or args.batch != 1):
+        raise UsageError("--target coreml takes one image per prediction: drop --batch/--dynamic-batch")
+    if any(n == "trt" for n, _ in plan):
+        _trt_major(args)
+    export_time()  # SOURCE_DATE_EPOCH
+    if args.weights is not None:
+        if not args.weights.exists():
+            raise CheckpointError(f"--weights {args.weights}: no such file")
+        if args.weights.is_dir():
+            raise CheckpointError(f"--weights {args.weights}: is a folder, not a checkpoint file")
+    for flag, path in (("--verify-data", args.verify_data), ("--calib-data", args.calib_data)):
+        if path is not None and not path.exists():
+            raise DataError(f"{flag} {path}: no such file or folder")
+    check_output_dir(args.out)
+    if not args.overwrite:
+        taken = [p for n, pr in plan for p in existing_outputs(args.out, final_names(args, n, pr))]
+        if taken:
+            raise OutputExistsError(f"{', '.join(p.name for p in taken)} already exist(s) in {args.out}: pass "
+                                    "--overwrite to replace (nothing was done)")
+    return plan
+
+
+def _say_skipped(skipped, source, used: str) -> None:
+    from ..data import skipped_summary
+
+    if skipped:
+        print(f"⚠️  {skipped_summary(skipped, source, used)} (all listed in the manifests)", file=sys.stderr)
 
 
 def _run(args: argparse.Namespace) -> int:
+    plan = validate(args)  # before building the model, reading data or writing anything
+
     from ..data import resolve_data
     from ..model import create_model
     from ..quantize import Int8Options
-    from . import TARGETS as T
-    from . import ExportOptions, check_request, export
+    from . import ExportOptions, export
 
-    names = list(T) if args.target == "all" else [args.target]
-    if args.precision and args.target != "all":  # fail before building the model or downloading weights
-        check_request(T[args.target], args.precision, calib_given=bool(args.calib_data))
     model = create_model(args.model, weights=args.weights, pretrained=bool(args.pretrained),
                          dataset=args.pretrained or "celeb_df_v2", attn_mode=args.attn_mode)
     calib = None
-    if args.calib_data:
+    if args.calib_data and any(prec == "int8" for _, prec in plan):
         from ..quantize.calib import load_calibration
 
         calib = load_calibration(args.calib_data, model.img_size, args.calib_size)
+        _say_skipped(calib.skipped, args.calib_data, "(calibration)")
+    elif args.calib_data:
+        print(f"⚠️  --calib-data {args.calib_data} is not used: no INT8 export was asked for "
+              "(add --precision int8)", file=sys.stderr)
     verify = resolve_data(args.verify_data, model.img_size)  # read once, for every target
+    _say_skipped(verify.skipped, args.verify_data, "(verification)")
     int8 = Int8Options(calib_method=args.calib_method, min_agreement=args.min_agreement,
                        max_auc_drop=args.max_auc_drop, max_dprob=args.max_dprob,
                        sensitivity_dprob=args.sensitivity_dprob, verify_data=verify if args.verify_data else None)
     options = ExportOptions(with_prob=args.prob, trt_version=args.trt_version, max_batch=args.max_batch,
-                            minimum_deployment_target=args.min_deployment_target, int8=int8)
+                            minimum_deployment_target=args.min_deployment_target, int8=int8,
+                            overwrite=args.overwrite)
     results = []
-    for name in names:
-        prec = args.precision if args.precision in T[name].precisions else None
-        if args.target == "all" and args.precision and prec is None:
-            continue
-        results.append(export(model, name, prec, args.out, batch=args.batch, dynamic_batch=args.dynamic_batch,
-                              opset=args.opset, verify_data=verify, calib=calib, options=options,
-                              strict=False))
+    for name, prec in plan:
+        results.append(export(model, name, prec if args.precision else None, args.out, batch=args.batch,
+                              dynamic_batch=args.dynamic_batch, opset=args.opset, verify_data=verify, calib=calib,
+                              options=options, strict=False))
     _print_table(results)
     for r in results:
         if "trtexec" in r.extra and not r.ok:

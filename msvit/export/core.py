@@ -8,7 +8,6 @@ import json
 import os
 import platform
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -18,8 +17,10 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
-from ..data import ImageSet
-from ..errors import AccuracyGuardError, ExportError, MsvitError, TargetUnavailableError, ValidationError
+from ..data import ImageSet, skipped_records
+from ..errors import (AccuracyGuardError, ExportError, MsvitError, OutputExistsError, TargetUnavailableError,
+                      UsageError, ValidationError)
+from ..fileio import atomic_write_text, make_temp_dir, sweep_stale_temp
 from ..quantize import CalibrationSet, Int8Job, Int8Options, Int8Result
 from .targets import Target
 from .validate import DEFAULT_ATOL, ParityReport, check, compare
@@ -35,6 +36,9 @@ class ExportOptions:
     minimum_deployment_target: str | None = None  # Core ML (default iOS16; W8A8 needs iOS17)
     coreml_weights: str = "linear"  # Core ML int8-weights: linear | palettize
     int8: Int8Options = field(default_factory=Int8Options)
+    #: replace an artifact already under its final name (the API's default); ``msvit-export``
+    #: passes False unless ``--overwrite``: then an existing file is an :class:`OutputExistsError`
+    overwrite: bool = True
 
 
 @dataclass
@@ -136,9 +140,17 @@ def path_size(p: Path) -> int:
 
 
 def export_time() -> str:
-    """UTC export time; honours SOURCE_DATE_EPOCH so builds can be byte-reproducible."""
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    t = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch else datetime.now(timezone.utc)
+    """UTC export time; honours SOURCE_DATE_EPOCH so builds can be byte-reproducible.
+    A value that is not a whole number of seconds is a :class:`UsageError` (exit 2)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not epoch:
+        t = datetime.now(timezone.utc)
+    else:
+        try:
+            t = datetime.fromtimestamp(int(epoch), timezone.utc)
+        except (ValueError, OverflowError, OSError):
+            raise UsageError(f"SOURCE_DATE_EPOCH={epoch[:40]!r} is not a time: set it to whole seconds since "
+                             "1970-01-01 UTC (e.g. $(git log -1 --format=%ct)) or unset it") from None
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -191,16 +203,7 @@ def build_metadata(model: nn.Module, target: Target, precision: str, batch: int,
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON under a temp name and rename it into place (readers never see half a file)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, default=str)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; manifests are as readable as the artifacts
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def publish(staged: list[Path], out_dir: Path) -> list[Path]:
@@ -226,6 +229,22 @@ def publish(staged: list[Path], out_dir: Path) -> list[Path]:
                 os.replace(old, dst)
         raise
     return [d for d, _, _ in done]
+
+
+def existing_outputs(out_dir: Path, names: list[str]) -> list[Path]:
+    """Which of the final ``names`` (and their ``.json`` manifests) already exist in ``out_dir``."""
+    found = []
+    for n in names:
+        for cand in (out_dir / n, out_dir / f"{n}.json"):
+            if (cand.exists() or cand.is_symlink()) and cand not in found:
+                found.append(cand)
+    return found
+
+
+def _refuse_existing(found: list[Path], out_dir: Path) -> None:
+    if found:
+        raise OutputExistsError(f"{', '.join(p.name for p in found)} already exist(s) in {out_dir}: pass "
+                                "--overwrite to replace (nothing was published)")
 
 
 def _io_error(e: OSError, where: Path) -> ExportError:
@@ -273,7 +292,8 @@ def run_export(
             raise TargetUnavailableError(why)
         try:
             ctx.out_dir.mkdir(parents=True, exist_ok=True)
-            work = Path(tempfile.mkdtemp(prefix=".msvit-tmp-", dir=ctx.out_dir))
+            sweep_stale_temp(ctx.out_dir, log)  # what killed (SIGKILL) exports into this folder left
+            work = make_temp_dir(ctx.out_dir)
         except OSError as e:
             raise _io_error(e, ctx.out_dir) from None
         ctx.work_dir = work
@@ -294,13 +314,20 @@ def run_export(
         res.size_bytes = sum(path_size(f) for f in out.files)
         res.manifest = res.path.with_name(res.path.name + ".json")
         staged_manifest = work / res.manifest.name
+        staged = [*out.files, staged_manifest]
+        taken = existing_outputs(ctx.out_dir, [f.name for f in staged])
+        if not ctx.options.overwrite:
+            _refuse_existing(taken, ctx.out_dir)
         try:  # the manifest is staged beside the files and published with them, in one step
             write_json_atomic(staged_manifest, {"metadata": ctx.metadata,
                                                 "result": {**res.to_dict(), "message": out.failed or res.message},
-                                                "sha256": _sha256s(out.files)})
-            publish([*out.files, staged_manifest], ctx.out_dir)
+                                                "sha256": _sha256s(out.files),
+                                                "data": _data_record(verify, ctx.calib)})
+            publish(staged, ctx.out_dir)
         except OSError as e:
             raise _io_error(e, ctx.out_dir) from None
+        if taken and log:
+            log(f"replaced the previous {', '.join(p.name for p in taken)} in {ctx.out_dir}")
         if failed_parity:
             check(res.parity)  # raises ToleranceError
         if out.failed:
@@ -324,6 +351,17 @@ def run_export(
     return res
 
 
+def _data_record(verify: ImageSet, calib: CalibrationSet | None) -> dict[str, Any]:
+    """What the manifest says about the images used: sources, counts and every skipped file."""
+    rec: dict[str, Any] = {"verify": {"source": verify.source, "images": len(verify),
+                                      "skipped": skipped_records(verify.skipped)}}
+    if calib is not None:
+        rec["calibration"] = {"source": calib.source, "images": len(calib.calib),
+                              "holdout": len(calib.holdout) if calib.holdout is not None else 0,
+                              "skipped": skipped_records(calib.skipped)}
+    return rec
+
+
 def _sha256s(files: list[Path]) -> dict[str, str]:
     from ..model.weights import sha256_file
 
@@ -335,4 +373,4 @@ def _sha256s(files: list[Path]) -> dict[str, str]:
 
 
 __all__ = ["ExportContext", "ExportOptions", "ExportResult", "TargetOutput", "ValidationError", "build_metadata",
-           "publish", "run_export"]
+           "existing_outputs", "publish", "run_export"]

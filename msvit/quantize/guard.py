@@ -111,3 +111,8 @@ def quantize_with_guard(model: torch.nn.Module, plan: QuantPlan, build: Callable
         worst = max(plan.quantized, key=lambda g: plan.sensitivity[g])
         plan = plan.keep_float(worst)
     return best
+
+
+def dprob_bound(dprob: np.ndarray) -> dict[str, Any]:  # provisional
+    d = np.asarray(dprob, np.float64)
+    return {"bound": float(d.max()), "method": "max", "n": len(d)}

@@ -105,13 +105,9 @@ class OnnxInt8(Int8Adapter):
         self.fp32, self.for_tensorrt = fp32, for_tensorrt
         self.target = "trt" if for_tensorrt else "onnx"
         self.symmetric_act = for_tensorrt
-        self.mod_of = node_modules(onnx.load(str(fp32)))
-
-    def restrict(self, plan: QuantPlan) -> QuantPlan:
-        if self.for_tensorrt:
-            return plan
         # see the module docstring: onnxruntime gains only from int8 MatMul/Gemm here
-        return plan.restrict({n for n, m in self.job.model.named_modules() if isinstance(m, torch.nn.Linear)})
+        self.int8_modules = None if for_tensorrt else (torch.nn.Linear,)
+        self.mod_of = node_modules(onnx.load(str(fp32)))
 
     def describe(self, method: str) -> dict[str, Any]:
         return {"quant_tool": f"onnxruntime.quantization.quantize_static {version('onnxruntime')}",

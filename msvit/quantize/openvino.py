@@ -41,6 +41,7 @@ class OpenVINOInt8(Int8Adapter):
         # ViT MLPs). There MatMuls stay float and only convs are int8; the choice is recorded.
         self.feats = cpu_int8_features()
         self.int8_ops = ("Convolution", "GroupConvolution") + (("MatMul",) if self.feats else ())
+        self.int8_modules = None if self.feats else (torch.nn.Conv2d,)
         module_of = node_modules(onnx.load(str(onnx_path)))
         self.base = ov.convert_model(str(onnx_path))
         self.weighted = {}  # OpenVINO op name -> torch module, for the quantizable ops
@@ -49,11 +50,6 @@ class OpenVINOInt8(Int8Adapter):
                 mod = module_of.get(op.get_friendly_name().split("/")[0])
                 if mod:
                     self.weighted[op.get_friendly_name()] = mod
-
-    def restrict(self, plan: QuantPlan) -> QuantPlan:
-        if self.feats:
-            return plan
-        return plan.restrict({n for n, m in self.job.model.named_modules() if isinstance(m, torch.nn.Conv2d)})
 
     def describe(self, method: str) -> dict[str, Any]:
         return {"quant_tool": f"nncf.quantize {version('nncf')} (MIXED preset, {'/'.join(self.int8_ops)} allow-list)",

@@ -131,6 +131,7 @@ class Int8Adapter:
     default_method = "minmax"  # chosen by measurement on the face crops (README)
     symmetric_act = False  # the simulation mirrors the backend's activation scheme
     uses_plan = True  # False: the backend quantizes the whole network (no per-group fallback)
+    int8_modules: tuple[type, ...] | None = None  # the layer types its kernels run faster in int8 (None: all)
 
     def __init__(self, job: Int8Job) -> None:
         self.job = job
@@ -138,7 +139,9 @@ class Int8Adapter:
 
     def restrict(self, plan: QuantPlan) -> QuantPlan:
         """The plan over the layers this backend really runs faster in int8."""
-        return plan
+        if self.int8_modules is None:
+            return plan
+        return plan.restrict({n for n, m in self.job.model.named_modules() if isinstance(m, self.int8_modules)})
 
     def build(self, plan: QuantPlan, method: str, attempt_dir: Path) -> Built:
         raise NotImplementedError

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import ArtifactError, ExportError, TargetUnavailableError
+from ..fileio import atomic_write
 from .base import InputSpec, Session, batch_from_shape
 
 HEADER_FORMAT = "tensorrt_backend/1"  # bump if the metadata schema changes incompatibly
@@ -168,27 +168,19 @@ def _trt_logger(trt: Any) -> Any:
 
 
 def write_engine_file(path: str | os.PathLike[str], engine_bytes: Any, metadata: dict[str, Any]) -> None:
-    """Write ``len | json | engine`` atomically (tmp file in the same dir, then os.replace)."""
+    """Write ``len | json | engine`` atomically (readers never see a half-written engine)."""
     path = Path(path)
     meta = json.dumps(metadata, sort_keys=True).encode("utf-8")
     # Length of the *encoded* bytes (Ultralytics uses len(str), wrong for non-ASCII); int32 LE as they do.
     header = len(meta).to_bytes(4, byteorder="little", signed=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(header)
-            f.write(meta)
-            f.write(engine_bytes)  # bytes / memoryview / trt.IHostMemory (buffer protocol)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # readers never see a half-written engine
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+
+    def write(f) -> None:
+        f.write(header)
+        f.write(meta)
+        f.write(engine_bytes)  # bytes / memoryview / trt.IHostMemory (buffer protocol)
+
+    atomic_write(path, write, fsync=True)
 
 
 def read_engine_metadata(path: str | os.PathLike[str]) -> tuple[dict[str, Any], int]:
