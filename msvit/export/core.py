@@ -171,7 +171,7 @@ def backend_versions() -> dict[str, str]:
 def build_metadata(model: nn.Module, target: Target, precision: str, batch: int, dynamic_batch: bool,
                    extra: dict[str, Any] | None = None) -> dict[str, str]:
     """Self-description embedded in every artifact (flat str -> str, the lowest common format)."""
-    from .. import __version__
+    from ..version import __version__
     from ..model.ms_eff_vit import IMAGENET_MEAN, IMAGENET_STD
 
     size = int(getattr(model, "img_size", 224))

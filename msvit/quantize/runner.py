@@ -43,7 +43,7 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
 def plan_for(model: torch.nn.Module, calib: CalibrationSet, method: str, sensitivity_dprob: float,
              symmetric_act: bool, log: Callable[[str], None] | None = None) -> tuple[QuantPlan, dict[str, Any]]:
     """Sensitivity plan, from the cache when weights, data, method and scheme are unchanged."""
-    from .. import __version__
+    from ..version import __version__
 
     key_src = json.dumps({"weights": weights_fingerprint(model), "data": calib.sha256, "method": method,
                           "symmetric_act": symmetric_act, "sensitivity_dprob": sensitivity_dprob,

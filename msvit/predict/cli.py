@@ -1,0 +1,412 @@
+"""msvit-predict: images, videos, folders, lists and streams -> faces -> P(fake), offline.
+
+Exit codes: 0 every input got a verdict (status ok); 1 some input failed or got no verdict
+(missing, unreadable, truncated, no face, face too small, ...: one line each says why);
+2 bad arguments or an unusable artifact/weights file; 3 the artifact's runtime or the face
+detector is not installed here; 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ..errors import DataError, MsvitError, TargetUnavailableError
+from .aggregate import AGG_MODES
+from .faces import DEFAULT_FACE_DETECTOR, face_detectors
+from .results import STATUSES, Prediction
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+TABLE_WIDTH = 100
+FILE_COL = 30  # the table's other columns take 70 of the 100
+
+
+def build_parser() -> argparse.ArgumentParser:
+    statuses = "\n".join(f"  {k:<19} {v}" for k, v in STATUSES.items())
+    dets = "\n".join(f"  {n:<16} {i.description}{' (phone-class)' if i.mobile else ''}"
+                     for n, i in face_detectors().items())
+    p = argparse.ArgumentParser(
+        prog="msvit-predict", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Images and videos -> faces -> P(fake) with any msvit artifact (or PyTorch weights), "
+                    "offline. Defaults are DeepGuard's: 20 frames, conf aggregation, largest face, 20% margin.",
+        epilog=f"statuses (one per input; only ok and truncated carry a P(fake)):\n{statuses}\n\n"
+               f"face detectors:\n{dets}\n\n"
+               "exit codes: 0 all inputs ok; 1 some input failed or got no verdict; 2 bad arguments or "
+               "unusable artifact; 3 runtime or face detector not installed; 130 interrupted.\n\n"
+               "examples:\n  msvit-predict clip.mp4 photos/ --artifact ms_eff_vit_b0.onnx\n"
+               "  msvit-predict list.csv --weights ms_eff_vit_b0_celeb_df_v2.bin --json out.json\n"
+               "  msvit-predict --stream 0 --artifact b0.pte --num-frames 30")
+    p.add_argument("sources", nargs="*", metavar="SOURCE",
+                   help="image, video, folder (recursive), .csv/.txt list of paths, or stream URL")
+    src = p.add_argument_group("model (one of)")
+    src.add_argument("--artifact", help="exported artifact: .onnx .xml .pte .ptl .tflite .engine .mlpackage")
+    src.add_argument("--weights", help="PyTorch checkpoint (.bin/.safetensors), run eagerly")
+    src.add_argument("--model", default="ms_eff_vit_b0", choices=("ms_eff_vit_b0", "ms_eff_vit_b5"),
+                     help="variant for --weights (default %(default)s)")
+    g = p.add_argument_group("pipeline")
+    g.add_argument("--stream", action="append", default=[], metavar="SRC",
+                   help="camera index (0) or stream URL, or a video file read as a live stream (repeatable)")
+    g.add_argument("--stream-every", type=int, default=5, metavar="N",
+                   help="streams: classify one frame every N (default %(default)s)")
+    g.add_argument("--num-frames", type=int, default=20, help="frames sampled per video (default %(default)s)")
+    g.add_argument("--agg", default="conf", choices=AGG_MODES, help="video aggregation (default %(default)s)")
+    g.add_argument("--conf-thres", type=float, default=0.5, help="face detector confidence (default %(default)s)")
+    g.add_argument("--min-face-ratio", type=float, default=0.01,
+                   help="skip faces smaller than this fraction of the frame area (default %(default)s)")
+    g.add_argument("--margin", type=float, default=0.2, help="crop margin per side, x box size (default %(default)s)")
+    g.add_argument("--tta-hflip", action="store_true", help="average P(fake) of each crop and its mirror image")
+    g.add_argument("--threshold", type=float, default=None,
+                   help="P(fake) at or above which the verdict is fake (default: the artifact's own)")
+    g.add_argument("--face-detector", default=DEFAULT_FACE_DETECTOR, choices=sorted(face_detectors()),
+                   help="default %(default)s")
+    g.add_argument("--det-size", type=int, default=None, metavar="PX",
+                   help="downscale frames to this longest side before detection (0: full size; "
+                        "default: the detector's own)")
+    g.add_argument("--faces-only", action="store_true", help="inputs are already face crops: no detection")
+    g.add_argument("--threads", type=int, default=None, help="threads for the artifact and the face detector")
+    o = p.add_argument_group("output")
+    o.add_argument("--json", metavar="PATH", help="write every result, per frame, as JSON")
+    o.add_argument("--csv", metavar="PATH", help="write one row per input as CSV")
+    o.add_argument("--save-crops", metavar="DIR", help="save the face crops that were classified")
+    o.add_argument("--annotate", metavar="DIR", help="save the sampled frames with the face box and P(fake)")
+    o.add_argument("--no-progress", action="store_true", help="no progress bar")
+    o.add_argument("--list-detectors", action="store_true", help="list face detectors and whether they run here")
+    return p
+
+
+# ----------------------------------------------------------------------------- validation
+def _check_file_target(path: str, flag: str) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        raise DataError(f"{flag} {p}: is a folder; give a file name")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise DataError(f"{flag} {p}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise DataError(f"{flag} {p}: folder {parent} is not writable")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise DataError(f"{flag} {p}: file is not writable")
+    return p
+
+
+def _check_dir_target(path: str, flag: str) -> Path:
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise DataError(f"{flag} {p}: exists and is not a folder")
+    if not p.exists():
+        parent = p.parent if str(p.parent) else Path(".")
+        if not parent.is_dir():
+            raise DataError(f"{flag} {p}: parent folder {parent} does not exist")
+        if not os.access(parent, os.W_OK):
+            raise DataError(f"{flag} {p}: cannot create it in {parent} (not writable)")
+    elif not os.access(p, os.W_OK):
+        raise DataError(f"{flag} {p}: folder is not writable")
+    return p
+
+
+def validate(args: argparse.Namespace) -> None:
+    if bool(args.artifact) == bool(args.weights):
+        raise DataError("give exactly one of --artifact PATH or --weights PATH")
+    if not args.sources and not args.stream:
+        raise DataError("nothing to predict: give SOURCE paths or --stream SRC")
+    for name, v, lo, hi in (("--conf-thres", args.conf_thres, 0, 1), ("--min-face-ratio", args.min_face_ratio, 0, 1),
+                            ("--margin", args.margin, 0, 10)):
+        if not lo <= v <= hi:
+            raise DataError(f"{name} must be in [{lo}, {hi}], got {v}")
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
+        raise DataError(f"--threshold must be in [0, 1], got {args.threshold}")
+    if args.num_frames < 1:
+        raise DataError(f"--num-frames must be >= 1, got {args.num_frames}")
+    if args.stream_every < 1:
+        raise DataError(f"--stream-every must be >= 1, got {args.stream_every}")
+    if args.threads is not None and args.threads < 1:
+        raise DataError(f"--threads must be >= 1, got {args.threads}")
+    if args.det_size is not None and args.det_size < 0:
+        raise DataError(f"--det-size must be >= 0, got {args.det_size}")
+    for flag in ("json", "csv"):
+        if getattr(args, flag):
+            _check_file_target(getattr(args, flag), f"--{flag}")
+    if args.json and args.csv and Path(args.json).resolve() == Path(args.csv).resolve():
+        raise DataError("--json and --csv name the same file")
+    for flag in ("save_crops", "annotate"):
+        if getattr(args, flag):
+            _check_dir_target(getattr(args, flag), "--" + flag.replace("_", "-"))
+    model = Path(args.artifact or args.weights)
+    if not model.exists():
+        raise DataError(f"{'--artifact' if args.artifact else '--weights'} {model}: no such file")
+
+
+# ----------------------------------------------------------------------------- writing
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same folder + rename: readers never see half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+CSV_FIELDS = ("source", "kind", "status", "verdict", "p_fake", "threshold", "agg", "frames_sampled",
+              "frames_used", "faces", "n_frames", "width", "height", "ms_total", "ms_decode", "ms_detect",
+              "ms_crop", "ms_classify", "message")
+
+
+def to_csv(preds: list[Prediction]) -> bytes:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    w.writeheader()
+    for p in preds:
+        d = p.to_dict(frames=False)
+        row = {k: d.get(k) for k in CSV_FIELDS}
+        for k in ("total", "decode", "detect", "crop", "classify"):
+            row[f"ms_{k}"] = d["times_ms"].get(k)
+        w.writerow({k: "" if v is None else v for k, v in row.items()})
+    return buf.getvalue().encode()
+
+
+def _safe_stem(i: int, source: str) -> str:
+    stem = Path(source).stem if source and not source.startswith("<") else "input"
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:60] or "input"
+    return f"{i:04d}_{stem}"
+
+
+def _write_png(path: Path, rgb) -> None:
+    import cv2
+
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise DataError(f"cannot encode {path.name}")
+    atomic_write_bytes(path, buf.tobytes())
+
+
+def save_visuals(i: int, pred: Prediction, crops_dir: Path | None, annotate_dir: Path | None) -> None:
+    import cv2
+
+    stem = _safe_stem(i, pred.source)
+    for fr in pred.frames:
+        suffix = f"_f{fr.index:06d}" if pred.kind != "image" else ""
+        if crops_dir is not None and fr.crop is not None:
+            _write_png(crops_dir / f"{stem}{suffix}.png", fr.crop)
+        if annotate_dir is not None and fr.frame is not None:
+            img = fr.frame.copy()
+            thick = max(2, round(max(img.shape[:2]) / 400))
+            if fr.box is not None:
+                fake = fr.p_fake is not None and fr.p_fake >= pred.threshold
+                color = (230, 40, 40) if fake else (40, 200, 40)
+                x1, y1, x2, y2 = (int(round(v)) for v in fr.box)
+                cv2.rectangle(img, (x1, y1), (x2, y2), color, thick)
+                if fr.crop_box is not None:
+                    cx1, cy1, cx2, cy2 = fr.crop_box
+                    cv2.rectangle(img, (cx1, cy1), (cx2, cy2), (240, 200, 0), max(1, thick // 2))
+                label = f"P(fake) {fr.p_fake:.3f}" if fr.p_fake is not None else fr.status
+                if fr.score is not None:
+                    label += f" face {fr.score:.2f}"
+                scale = max(0.5, max(img.shape[:2]) / 1600)
+                (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1 + thick // 2)
+                ax, ay = (fr.crop_box[0], fr.crop_box[1]) if fr.crop_box is not None else (x1, y1)
+                ay = max(ay, th + base + 4)
+                cv2.rectangle(img, (ax, ay - th - base - 4), (ax + tw + 4, ay), (0, 0, 0), -1)
+                cv2.putText(img, label, (ax + 2, ay - base - 2), cv2.FONT_HERSHEY_SIMPLEX, scale, color, 1 + thick // 2)
+            else:
+                cv2.putText(img, fr.status, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (230, 40, 40), 2)
+            _write_png(annotate_dir / f"{stem}{suffix}.png", img)
+
+
+# ----------------------------------------------------------------------------- table
+def summary_table(preds: list[Prediction], width: int = TABLE_WIDTH):
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table(title=None, width=width, show_lines=False, pad_edge=False)
+    t.add_column("file", no_wrap=True, overflow="crop", width=FILE_COL)
+    t.add_column("verdict", no_wrap=True, width=7)
+    t.add_column("P(fake)", justify="right", no_wrap=True, width=7)
+    t.add_column("frames", justify="right", no_wrap=True, width=6)
+    t.add_column("faces", justify="right", no_wrap=True, width=5)
+    t.add_column("status", no_wrap=True, overflow="ellipsis", width=18)
+    t.add_column("ms", justify="right", no_wrap=True, width=6)
+    for p in preds:
+        verdict = {"fake": "[red]fake[/]", "real": "[green]real[/]"}.get(p.verdict or "", "—")
+        prob = f"{p.p_fake:.3f}" if p.p_fake is not None else "—"
+        frames = f"{p.frames_used}/{p.frames_sampled}" if p.kind != "image" else str(p.frames_used)
+        status = p.status if p.status == "ok" else f"[yellow]{p.status}[/]"
+        t.add_row(escape(_short(p.source, FILE_COL)), verdict, prob, frames, str(p.faces), status,
+                  f"{p.times_ms.get('total', 0):.0f}")
+    return t
+
+
+def _short(source: str, width: int = 34) -> str:
+    """A path for the table: relative when shorter, and its tail (the file name) when too long."""
+    try:
+        rel = os.path.relpath(source)
+        s = rel if len(rel) < len(source) else source
+    except ValueError:
+        s = source
+    return s if len(s) <= width else "…" + s[-(width - 1):]
+
+
+def _message(p: Prediction) -> str:
+    """The message without a leading repetition of the file name."""
+    m = p.message
+    for prefix in (f"{p.source}: ", f"cannot read image {p.source}: "):
+        if m.startswith(prefix):
+            return m[len(prefix):] if prefix.startswith(p.source) else "cannot read image: " + m[len(prefix):]
+    return m
+
+
+# ----------------------------------------------------------------------------- run
+def _predict_one(det, src, args) -> Prediction:
+    from .results import InputError
+
+    keep = bool(args.save_crops or args.annotate)
+    if src.kind == "stream":
+        return det.predict_stream(src.path, args.num_frames, args.agg, args.stream_every, args.faces_only, keep)
+    if src.kind == "missing":
+        p = det._new(src.path, "video" if src.path.lower().endswith(tuple(_video_suffixes())) else "image", None)
+        return det._fail(p, InputError("missing", f"{src.path}: no such file or folder"), time.perf_counter())
+    if src.kind == "video":
+        return det.predict_video(src.path, args.num_frames, args.agg, args.faces_only, keep)
+    if src.kind == "image":
+        return det.predict_image(src.path, args.faces_only, keep)
+    # unknown suffix: an image if PIL reads it, else a video if OpenCV does, else unsupported
+    r = det.predict_image(src.path, args.faces_only, keep)
+    if r.status != "unreadable":
+        return r
+    v = det.predict_video(src.path, args.num_frames, args.agg, args.faces_only, keep)
+    if v.status == "unreadable":
+        v.kind, v.status = "unknown", "unsupported"
+        v.message = f"{src.path}: neither an image nor a video msvit can read"
+    return v
+
+
+def _video_suffixes():
+    from .media import VIDEO_SUFFIXES
+
+    return VIDEO_SUFFIXES
+
+
+def _guarded(det, src, args) -> Prediction:
+    try:
+        return _predict_one(det, src, args)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as e:  # one bad input never stops the run; the message says what happened
+        if os.environ.get("MSVIT_DEBUG"):
+            raise
+        p = Prediction(src.path, src.kind, "error", threshold=det.threshold)
+        p.message = f"{src.path}: {type(e).__name__}: {e}" if not isinstance(e, MsvitError) else str(e)
+        return p
+
+
+def list_detectors() -> int:
+    from .faces import detector_status
+
+    for name, info in face_detectors().items():
+        why = detector_status(name)
+        print(f"{name:<16} {'available' if why is None else 'unavailable'}"
+              f"{' · runs on phones' if info.mobile else ''} · {info.description}"
+              + ("" if why is None else f"\n{'':<17}{why}"))
+    return EXIT_OK
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .detector import Detector
+    from .media import discover
+
+    if args.list_detectors:
+        return list_detectors()
+    validate(args)
+    found = discover(args.sources, args.stream)
+    if not found.sources:
+        raise DataError("no image or video found in " + ", ".join(args.sources)
+                        + (f" ({len(found.ignored)} other files ignored)" if found.ignored else ""))
+    err = Console(stderr=True, width=TABLE_WIDTH)
+    det = Detector(args.artifact or args.weights, None if args.faces_only else args.face_detector,
+                   conf_thres=args.conf_thres, min_face_ratio=args.min_face_ratio, margin=args.margin,
+                   threshold=args.threshold, tta_hflip=args.tta_hflip, det_size=args.det_size,
+                   threads=args.threads, model_name=args.model)
+    crops_dir = Path(args.save_crops) if args.save_crops else None
+    ann_dir = Path(args.annotate) if args.annotate else None
+    for d in (crops_dir, ann_dir):
+        if d is not None:
+            d.mkdir(parents=False, exist_ok=True)
+    preds: list[Prediction] = []
+    t0 = time.perf_counter()
+    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True,
+                  disable=args.no_progress or not err.is_terminal) as bar:
+        task = bar.add_task("predicting", total=len(found.sources))
+        for i, src in enumerate(found.sources):
+            bar.update(task, description=f"{Path(src.path).name[:40]}")
+            pred = _guarded(det, src, args)
+            if crops_dir is not None or ann_dir is not None:
+                try:
+                    save_visuals(i, pred, crops_dir, ann_dir)
+                except (OSError, DataError) as e:
+                    pred.message = (pred.message + "; " if pred.message else "") + f"could not save images: {e}"
+                for fr in pred.frames:  # pixels are not needed any more
+                    fr.frame = fr.crop = None
+            preds.append(pred)
+            bar.advance(task)
+    wall = time.perf_counter() - t0
+    det.close()
+
+    out = Console(width=TABLE_WIDTH, soft_wrap=False)
+    out.print(f"model {det.model_name} · faces {det.detector_name} · threshold {det.threshold:g}")
+    out.print(summary_table(preds))
+    bad = [p for p in preds if p.status != "ok"]
+    for p in preds:
+        if p.message:
+            out.print(f"[yellow]{p.status}[/] {escape(_short(p.source, 60))}: {escape(_message(p))}", highlight=False,
+                      soft_wrap=False, markup=True)
+    n_fake = sum(p.verdict == "fake" for p in preds)
+    n_real = sum(p.verdict == "real" for p in preds)
+    out.print(f"{len(preds)} inputs: {n_fake} fake, {n_real} real, {len(bad)} without status ok "
+              f"({wall:.1f} s)" + (f"; {len(found.ignored)} files in folders were not images/videos"
+                                   if found.ignored else ""), highlight=False)
+    if args.json:
+        doc = {"model": det.model_name, "face_detector": det.detector_name, "threshold": det.threshold,
+               "options": {k: getattr(args, k) for k in ("num_frames", "agg", "conf_thres", "min_face_ratio",
+                                                          "margin", "tta_hflip", "faces_only", "det_size")},
+               "ignored": found.ignored, "results": [p.to_dict() for p in preds]}
+        atomic_write_bytes(Path(args.json), json.dumps(doc, indent=1).encode())
+    if args.csv:
+        atomic_write_bytes(Path(args.csv), to_csv(preds))
+    return EXIT_FAILED if bad else EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except TargetUnavailableError as e:
+        print(f"❌ {e}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except MsvitError as e:
+        print(f"❌ {e}", file=sys.stderr)
+        return EXIT_UNAVAILABLE if e.exit_code == 3 else EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted: nothing half-written (outputs are written whole at the end)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
