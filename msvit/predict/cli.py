@@ -13,11 +13,11 @@ import io
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from ..errors import DataError, MsvitError, TargetUnavailableError
+from ..fileio import atomic_write
 from .aggregate import AGG_MODES
 from .faces import DEFAULT_FACE_DETECTOR, face_detectors
 from .results import STATUSES, Prediction
@@ -144,19 +144,8 @@ def validate(args: argparse.Namespace) -> None:
 
 # ----------------------------------------------------------------------------- writing
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder + rename: readers never see half a file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Readers never see half a file (temp file in the same folder + rename)."""
+    atomic_write(path, lambda f: f.write(data))
 
 
 CSV_FIELDS = ("source", "kind", "status", "verdict", "p_fake", "threshold", "agg", "frames_sampled",
