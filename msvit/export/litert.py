@@ -46,6 +46,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import CalibrationError, ExportError, TargetUnavailableError
+from ..runtime.base import to_image_u8
 from ..runtime.litert import METADATA_NAME, SIGNATURE, check_tflite_bytes, read_metadata
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -191,19 +192,14 @@ def _quiet() -> Iterator[io.StringIO]:
         tmp.close()
 
 
+def _first(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return (lines[0] if lines else type(e).__name__)[:300]
+
+
 def _tail(buf: io.StringIO, n: int = 3) -> str:
     lines = [ln for ln in buf.getvalue().splitlines() if ln.strip() and "Warning" not in ln]
     return " | ".join(lines[-n:])[-400:]
-
-
-def to_image_u8(x: np.ndarray) -> np.ndarray:
-    """Normalised float32 NCHW -> the uint8 NHWC pixels it came from (exact for preprocessed images)."""
-    from ..model.ms_eff_vit import IMAGENET_MEAN, IMAGENET_STD
-
-    mean = np.asarray(IMAGENET_MEAN, np.float32).reshape(1, 3, 1, 1)
-    std = np.asarray(IMAGENET_STD, np.float32).reshape(1, 3, 1, 1)
-    u8 = np.clip(np.rint((x * std + mean) * 255.0), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(u8.transpose(0, 2, 3, 1))
 
 
 def _convert_float(model: nn.Module, kind: str, batch: int) -> bytes:
@@ -213,21 +209,25 @@ def _convert_float(model: nn.Module, kind: str, batch: int) -> bytes:
     example = (torch.zeros(batch, size, size, 3, dtype=torch.uint8) if kind == "image"
                else torch.zeros(batch, 3, size, size))
     module = _Named(model, kind).eval()
-    with tempfile.TemporaryDirectory(prefix="msvit-litert-") as tmp, _quiet() as log:
-        try:
-            edge = litert_torch.convert(module, sample_kwargs={"image": example})
-            out = Path(tmp) / "model.tflite"
-            edge.export(str(out))
-        except Exception as e:  # the conversion stack raises many types; keep the first line
-            raise ExportError(f"litert-torch conversion failed: {str(e).splitlines()[0][:300]}"
-                              + (f" (log: {_tail(log)})" if _tail(log) else "")) from None
-        return out.read_bytes()
+    err: BaseException | None = None
+    with tempfile.TemporaryDirectory(prefix="msvit-litert-") as tmp:
+        out = Path(tmp) / "model.tflite"
+        with _quiet() as log:
+            try:
+                litert_torch.convert(module, sample_kwargs={"image": example}).export(str(out))
+            except Exception as e:  # the conversion stack raises many types; keep the first line
+                err = e
+        if err is None:
+            return out.read_bytes()
+    raise ExportError(f"litert-torch conversion failed: {_first(err)}"
+                      + (f" (log: {_tail(log)})" if _tail(log) else ""))
 
 
 def _quantize(float_bytes: bytes, recipe: list[dict[str, Any]], calib: list[dict[str, np.ndarray]] | None,
               threads: int) -> bytes:
     from ai_edge_quantizer import quantizer
 
+    err: BaseException | None = None
     with _quiet() as log:
         try:
             q = quantizer.Quantizer(bytearray(float_bytes))
@@ -235,8 +235,9 @@ def _quantize(float_bytes: bytes, recipe: list[dict[str, Any]], calib: list[dict
             cal = q.calibrate({SIGNATURE: calib}, num_threads=threads) if calib is not None else None
             res = q.quantize(cal, enable_progress_report=False)
         except Exception as e:
-            raise ExportError(f"ai-edge-quantizer failed: {str(e).splitlines()[0][:300]}"
-                              + (f" (log: {_tail(log)})" if _tail(log) else "")) from None
+            err = e
+    if err is not None:
+        raise ExportError(f"ai-edge-quantizer failed: {_first(err)}" + (f" (log: {_tail(log)})" if _tail(log) else ""))
     return bytes(res.quantized_model)
 
 
@@ -273,7 +274,7 @@ def _calib_inputs(calib_x: np.ndarray, kind: str, batch: int, limit: int | None 
     if n == 0:
         raise CalibrationError(f"need at least {batch} calibration images for a batch-{batch} model, got {len(x)}")
     x = x[:n]
-    feed = to_image_u8(x) if kind == "image" else x
+    feed = to_image_u8(x, "NHWC") if kind == "image" else x
     return [{"image": feed[i:i + batch]} for i in range(0, n, batch)]
 
 
@@ -301,6 +302,9 @@ def embed_metadata_bytes(data: bytes, metadata: dict[str, str]) -> bytes:
     flat = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
     blob = json.dumps(flat, sort_keys=True, ensure_ascii=False).encode("utf-8")
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
+    for b in model.buffers:  # offset/size buffers come back as bytearray slices: pack them as vectors, not byte by byte
+        if b.data is not None and not isinstance(b.data, np.ndarray):
+            b.data = np.frombuffer(bytes(b.data), np.uint8)
     buf = schema.BufferT()
     buf.data = np.frombuffer(blob, np.uint8).copy()
     keep = [m for m in (model.metadata or []) if (m.name.decode() if isinstance(m.name, bytes) else m.name)
@@ -419,4 +423,4 @@ def convert_float_bytes(model: nn.Module, input_kind: str = "tensor", batch: int
 
 __all__ = ["DEFAULT_INT8_GROUPS", "INT8_OPS", "ImageInput", "PRECISIONS", "convert_float_bytes", "convert_litert",
            "embed_metadata", "embed_metadata_bytes", "fp16_recipe", "int8_recipe", "read_metadata", "scope_regex",
-           "to_image_u8", "tool_versions"]
+           "tool_versions"]

@@ -55,7 +55,8 @@ def check_tflite_bytes(data: bytes, name: str = "model") -> Any:
 
     Checks the identifier, that the root table lies inside the file, that every table and
     vector can be read (a full object-API unpack) and that every weight buffer (inline or
-    offset/size) ends inside the file: what a truncated copy or an interrupted download breaks. Raises :class:`ArtifactError` naming the problem.
+    offset/size) ends inside the file: what a truncated copy or an interrupted download breaks.
+    Raises :class:`ArtifactError` naming the problem.
     """
     size = len(data)
     if size == 0:
