@@ -67,19 +67,37 @@ def discover(source: str | os.PathLike) -> tuple[list[Path], list[int | None]]:
     if src.is_file():
         if src.suffix.lower() != ".csv":
             raise DataError(f"{src}: expected a folder of images or a .csv manifest")
-        files, labels = [], []
-        with open(src, newline="") as f:
+        return _read_manifest(src)
+    try:
+        files = sorted(p for p in src.rglob("*") if p.is_file() and not p.name.startswith("."))
+    except OSError as e:
+        raise DataError(f"{src}: cannot list the folder: {e.strerror or e}") from None
+    return files, [_label_from_path(p.relative_to(src)) for p in files]
+
+
+def _read_manifest(src: Path) -> tuple[list[Path], list[int | None]]:
+    files, labels = [], []
+    try:
+        with open(src, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             if not reader.fieldnames or "path" not in reader.fieldnames:
                 raise DataError(f"{src}: manifest needs a 'path' column (and optionally 'label': real|fake|0|1)")
             for row in reader:
-                p = Path(row["path"])
+                raw = (row.get("path") or "").strip()
+                if not raw or not raw.isprintable():
+                    raise DataError(f"{src}, line {reader.line_num}: "
+                                    + ("empty 'path'" if not raw else f"unprintable 'path' {raw[:40]!r}"))
+                p = Path(raw)
                 files.append(p if p.is_absolute() else src.parent / p)
                 lab = (row.get("label") or "").strip().lower()
                 labels.append(LABELS.get(lab, int(lab) if lab in ("0", "1") else None))
-        return files, labels
-    files = sorted(p for p in src.rglob("*") if p.is_file() and not p.name.startswith("."))
-    return files, [_label_from_path(p.relative_to(src)) for p in files]
+    except UnicodeDecodeError:
+        raise DataError(f"{src}: not a UTF-8 text CSV manifest") from None
+    except csv.Error as e:
+        raise DataError(f"{src}: not a readable CSV manifest: {e}") from None
+    except OSError as e:
+        raise DataError(f"{src}: cannot read the manifest: {e.strerror or e}") from None
+    return files, labels
 
 
 def dataset_hash(files: Sequence[Path]) -> str:
@@ -88,8 +106,36 @@ def dataset_hash(files: Sequence[Path]) -> str:
     for p in sorted(files, key=lambda q: q.name):
         h.update(p.name.encode())
         h.update(b"\0")
-        h.update(hashlib.sha256(p.read_bytes()).digest())
+        try:
+            h.update(hashlib.sha256(p.read_bytes()).digest())
+        except OSError as e:
+            raise DataError(f"{p}: cannot read it to hash the data set: {e.strerror or e}") from None
     return h.hexdigest()
+
+
+#: how many skipped files the console names (the manifest lists them all)
+SHOW_SKIPPED = 5
+
+
+def _short(items: Sequence[str], n: int = SHOW_SKIPPED) -> str:
+    return ", ".join(items[:n]) + (f", … ({len(items) - n} more)" if len(items) > n else "")
+
+
+def skipped_summary(skipped: Sequence[tuple[Path | str, str]], source: str | os.PathLike, used: str = "",
+                    n: int = SHOW_SKIPPED) -> str:
+    """One console paragraph naming the first ``n`` skipped files and why, e.g.
+    ``skipped 2 files of faces/calib: a.png (cannot read image: ...), notes.txt (not an image)``."""
+    if not skipped:
+        return ""
+    head = [f"{Path(p).name} ({why})" for p, why in skipped[:n]]
+    more = f"; {len(skipped) - n} more" if len(skipped) > n else ""
+    return (f"skipped {len(skipped)} file(s) of {source}{' ' + used if used else ''}: "
+            + "; ".join(head) + more)
+
+
+def skipped_records(skipped: Sequence[tuple[Path | str, str]]) -> list[dict[str, str]]:
+    """Every skipped file and why, for manifests and JSON reports."""
+    return [{"file": str(p), "reason": why} for p, why in skipped]
 
 
 def load_images(source: str | os.PathLike, size: int = 224, limit: int | None = None, seed: int = 0,
@@ -101,6 +147,7 @@ def load_images(source: str | os.PathLike, size: int = 224, limit: int | None = 
     files, labels = discover(source)
     if not files:
         raise DataError(f"{source}: no files found")
+    listed = Path(source).is_file()  # a CSV manifest: a missing file is the manifest's mistake
     order = list(range(len(files)))
     if limit is not None and limit < len(files):
         random.Random(seed).shuffle(order)
@@ -109,6 +156,9 @@ def load_images(source: str | os.PathLike, size: int = 224, limit: int | None = 
 
     for i in tqdm(order, desc="reading images", disable=not progress, leave=False):
         p = files[i]
+        if listed and not p.is_file():
+            skipped.append((p, f"listed in {Path(source).name} but {'a folder' if p.is_dir() else 'does not exist'}"))
+            continue
         if p.suffix.lower() not in IMAGE_SUFFIXES:
             skipped.append((p, "not an image suffix"))
             continue
@@ -117,15 +167,32 @@ def load_images(source: str | os.PathLike, size: int = 224, limit: int | None = 
         except DataError as e:
             skipped.append((p, str(e)))
             continue
+        except Exception as e:  # a decoder's own failure on one odd file must not end the whole read
+            skipped.append((p, f"cannot read image {p}: {type(e).__name__}: {e}"))
+            continue
         ok_files.append(p)
         ok_labels.append(labels[i])
         if limit is not None and len(ok_files) >= limit:
             break
     if not ok_files:
-        raise DataError(f"{source}: none of {len(files)} files is a readable image "
-                        f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise DataError(_nothing_usable(source, files, skipped))
     lab = np.asarray(ok_labels, dtype=np.int64) if all(v is not None for v in ok_labels) else None
     return ImageSet(ok_files, np.stack(arrays), lab, skipped, str(source))
+
+
+def _nothing_usable(source, files: list[Path], skipped: list[tuple[Path, str]]) -> str:
+    """Why no file of ``source`` could be used, naming the files (missing ones first)."""
+    missing = [p for p, why in skipped if why.startswith("listed in ")]
+    if missing:
+        names = [str(p.relative_to(Path(source).parent)) if p.is_relative_to(Path(source).parent) else str(p)
+                 for p in missing]
+        msg = f"{len(missing)} file(s) listed in {source} do not exist: {_short(names)}"
+        if len(missing) < len(files):
+            msg += f"; the other {len(files) - len(missing)} are not readable images"
+        return msg
+    reasons = [f"{p.name}: {why}" for p, why in skipped]
+    return (f"{source}: none of {len(files)} files is a readable image "
+            f"({', '.join(sorted(IMAGE_SUFFIXES))}): {_short(reasons, 3)}")
 
 
 def builtin_inputs(n: int = 8, size: int = 224, seed: int = 0) -> np.ndarray:

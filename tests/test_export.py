@@ -268,3 +268,36 @@ def test_cli_trt_exits_nonzero_with_one_line_reason(demo_weights, tmp_path, caps
     assert code == 3
     assert "trtexec --onnx=ms_eff_vit_b0_fp16_trt10.onnx" in out and "Traceback" not in out
     assert (tmp_path / "ms_eff_vit_b0_fp16_trt10.onnx").is_file()
+
+
+def test_image_input_artifact_matches_preprocess_plus_tensor_artifact(demo_model, eval_set, tmp_path, reference):
+    """--input image: uint8 letterboxed NHWC pixels in, (prob, logit) out; the cast, layout change
+    and normalisation are in the graph. P within 1e-4 of msvit.preprocess + the tensor model."""
+    import onnxruntime as ort
+
+    r = export(demo_model, "onnx", out_dir=tmp_path, verify_data=eval_set, options=ExportOptions(input="image"),
+               log=None)
+    assert r.ok and r.path.name == "ms_eff_vit_b0_fp32_img.onnx" and r.parity.max_abs_dprob <= 1e-4
+    s = ort.InferenceSession(str(r.path), providers=["CPUExecutionProvider"])
+    assert [(i.name, i.type, i.shape) for i in s.get_inputs()] == [("image", "tensor(uint8)", [1, 224, 224, 3])]
+    assert [o.name for o in s.get_outputs()] == ["prob", "logit"]
+    from msvit.preprocess import normalize
+
+    u8 = reference["u8"][:6]  # DeepGuard's own letterboxed pixels
+    with torch.no_grad():
+        ref_p = torch.sigmoid(demo_model(torch.from_numpy(normalize(u8)))).numpy()
+    got = np.concatenate([s.run(["prob"], {"image": u8[i:i + 1]})[0] for i in range(len(u8))])
+    np.testing.assert_allclose(got, ref_p, atol=1e-4)
+    card = r.card.read_text()
+    assert "uint8" in card and "1x224x224x3" in card and "(applied inside the graph)" in card
+
+
+def test_image_input_refused_where_it_cannot_go(demo_model, tmp_path):
+    with pytest.raises(ExportError, match="Core ML packages always take an image"):
+        export(demo_model, "coreml", out_dir=tmp_path, options=ExportOptions(input="image"), log=None)
+    with pytest.raises(ExportError, match="int8 is not supported yet"):
+        export(demo_model, "onnx", "int8", out_dir=tmp_path, calib=object(), options=ExportOptions(input="image"),
+               log=None)
+    with pytest.raises(ExportError, match="--input must be one of"):
+        export(demo_model, "onnx", out_dir=tmp_path, options=ExportOptions(input="nhwc"), log=None)
+    assert list(tmp_path.iterdir()) == []

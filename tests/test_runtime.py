@@ -93,3 +93,18 @@ def test_bad_paths_are_clear_errors(tmp_path):
         runtime.read_metadata(tmp_path / "x.engine")
     with pytest.raises(ValueError, match="threads"):
         runtime.load(tmp_path / "empty.onnx", threads=0)
+
+
+def test_every_artifact_has_a_card_stating_its_own_metadata(exported_all):
+    from msvit.export.card import card_facts
+
+    for name, man in _manifests(exported_all).items():
+        card = (exported_all / f"{name}.md").read_text()
+        meta = runtime.read_metadata(exported_all / name)
+        assert card.startswith(f"# {name}")
+        for key, value in card_facts(meta).items():
+            if key in ("weights_sha256",):
+                assert value[:16] in card, (name, key)
+            else:
+                assert value in card, (name, key, value)
+        assert "Letterbox" in card and "## Use" in card and f'"{name}"' in card

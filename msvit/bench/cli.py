@@ -26,7 +26,10 @@ EPILOG = textwrap.dedent("""\
     absolute times cannot be trusted.
     ✅ ran and met its checks · ❎ exported but a check failed (e.g. parity) · ❌ not runnable here.
     Compute is counted on the graph that runs: GMACs = fvcore/DeepGuard "FLOPs", GFLOPs = 2 × GMACs.
-    exit status: 0 no ❎ row; 1 a ❎ row; 2 bad arguments or input; 3 device not available.
+    exit status: 0 no ❎ row; 1 a ❎ row, or an unexpected internal error (one line and the path
+    of a file with the full traceback; --debug or MSVIT_DEBUG=1 prints it); 2 bad arguments or
+    input (checked before any work, report paths included); 3 device not available;
+    130 Ctrl-C, 143 SIGTERM.
 """)
 
 
@@ -75,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--plot", type=Path, help="write latency vs AUC/agreement as PNG")
     o.add_argument("--wide", action="store_true", help="every column (default: the essential ones, 100 columns)")
     o.add_argument("--quiet", action="store_true", help="no log lines or progress bar")
+    o.add_argument("--debug", action="store_true", help="print the full traceback of any error (also: MSVIT_DEBUG=1)")
     return p
 
 
@@ -129,6 +133,13 @@ def validate(args: argparse.Namespace) -> None:
                          f"{'not a folder' if args.artifacts.exists() else 'no such folder'}")
     if args.out is not None:
         check_output_dir(args.out)
+    for flag in ("--pipeline-frames", "--pipeline-iters"):
+        v = getattr(args, flag[2:].replace("-", "_"), None)
+        if v is not None and v < 1:
+            raise BenchError(f"{flag} must be >= 1, got {v}")
+    video = getattr(args, "pipeline", None)
+    if video is not None and not Path(video).is_file():
+        raise DataError(f"--pipeline {video}: {'not a file' if Path(video).exists() else 'no such file'}")
 
 
 def _split(s: str | None) -> list[str] | None:

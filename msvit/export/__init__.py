@@ -17,6 +17,7 @@ from ..data import resolve_data
 from ..errors import CalibrationError, ExportError
 from ..quantize import Int8Options
 from .core import ExportContext, ExportOptions, ExportResult, TargetOutput, build_metadata, run_export
+from .graph import INPUT_KINDS, image_metadata
 from .targets import PRECISIONS, TARGETS, Target, get_target
 from .validate import ParityReport, compare
 
@@ -30,7 +31,9 @@ def _module(target: Target):
     return importlib.import_module(f"msvit.export.{'tensorrt' if target.name == 'trt' else target.name}")
 
 
-def artifact_stem(model: nn.Module, precision: str, batch: int = 1, dynamic_batch: bool = False) -> str:
+def artifact_stem(model: nn.Module, precision: str, batch: int = 1, dynamic_batch: bool = False,
+                  input_kind: str = "tensor") -> str:
+    """``ms_eff_vit_b0[_applied]_<precision>[_dyn|_bN][_img]``."""
     stem = f"{getattr(model, 'variant', 'model')}"
     if getattr(model, "attn_mode", "deepguard") != "deepguard":
         stem += f"_{model.attn_mode}"
@@ -39,7 +42,7 @@ def artifact_stem(model: nn.Module, precision: str, batch: int = 1, dynamic_batc
         stem += "_dyn"
     elif batch != 1:
         stem += f"_b{batch}"
-    return stem
+    return stem + ("_img" if input_kind == "image" else "")
 
 
 def check_request(t: Target, precision: str, calib_given: bool) -> None:
@@ -54,6 +57,24 @@ def check_request(t: Target, precision: str, calib_given: bool) -> None:
     if precision == "int8" and not calib_given:
         raise CalibrationError("--precision int8 needs calibration images: pass --calib-data DIR "
                                "(a folder of face crops; real/ and fake/ subfolders enable the accuracy guard)")
+
+
+#: targets whose artifact can take letterboxed uint8 pixels (Core ML always does: ImageType)
+IMAGE_INPUT_TARGETS = ("onnx", "openvino", "executorch", "torchscript", "ort", "litert")
+
+
+def check_input(t: Target, precision: str, input_kind: str) -> None:
+    """``--input image`` is for the tensor targets that can hold the preprocessing in their graph."""
+    if input_kind not in INPUT_KINDS:
+        raise ExportError(f"--input must be one of {', '.join(INPUT_KINDS)}, got {input_kind!r}")
+    if input_kind == "image" and t.name not in IMAGE_INPUT_TARGETS:
+        why = {"coreml": "Core ML packages always take an image (ImageType): drop --input",
+               "trt": "TensorRT engines take the float tensor; preprocess on the GPU"}.get(t.name, "not supported yet")
+        raise ExportError(f"--input image is not available for {t.name} ({why}); "
+                          f"it is for {', '.join(IMAGE_INPUT_TARGETS)}")
+    if input_kind == "image" and precision == "int8":
+        raise ExportError("--input image with --precision int8 is not supported yet: calibration feeds float "
+                          "tensors; export INT8 with --input tensor")
 
 
 def export(
@@ -87,11 +108,15 @@ def export(
     if variant == "ms_eff_vit_b5" and not t.holds_b5:
         raise ExportError(f"{t.title} cannot hold ms_eff_vit_b5 ({t.note or 'not supported'}); "
                           "export b5 to onnx, trt, openvino, coreml or executorch")
+    options = options or ExportOptions()
+    check_input(t, precision, options.input)
     model.eval()
     meta = build_metadata(model, t, precision, batch, dynamic_batch)
-    ctx = ExportContext(model=model, target=t, precision=precision, out_dir=Path(out_dir),
-                        stem=artifact_stem(model, precision, batch, dynamic_batch), batch=batch,
+    stem = artifact_stem(model, precision, batch, dynamic_batch, options.input)
+    if options.input == "image":
+        meta.update(image_metadata(int(getattr(model, "img_size", 224)), "N" if dynamic_batch else str(batch)))
+    ctx = ExportContext(model=model, target=t, precision=precision, out_dir=Path(out_dir), stem=stem, batch=batch,
                         dynamic_batch=dynamic_batch, opset=opset, metadata=meta, calib=calib,
-                        options=options or ExportOptions(), log=log)
+                        options=options, log=log)
     verify = resolve_data(verify_data, ctx.img_size)
     return run_export(ctx, _module(t).export, verify, strict=strict)

@@ -10,7 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Sequence
 
-from ..errors import CheckpointError, DataError, OutputExistsError, UsageError, run_cli
+from ..errors import CheckpointError, DataError, MsvitError, OutputExistsError, UsageError, run_cli
 from ..fileio import check_output_dir
 from .targets import PRECISIONS, TARGETS
 
@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-batch", type=int, default=16, help="TensorRT profile max batch with --dynamic-batch")
     s.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17, default 18)")
     s.add_argument("--prob", action="store_true", help="ONNX: add a 'prob' output = sigmoid(logit)")
+    s.add_argument("--input", choices=["tensor", "image"], default="tensor",
+                   help="tensor (default): normalised float32 NCHW; image: letterboxed uint8 RGB NHWC, the cast, "
+                        "layout change and ImageNet normalisation in the graph, outputs prob + logit "
+                        "(onnx, ort, openvino, executorch, torchscript, litert)")
     o = p.add_argument_group("output and checks")
     o.add_argument("--out", type=Path, default=Path("msvit-artifacts"), help="output folder (default msvit-artifacts)")
     o.add_argument("--verify-data", type=Path, help="folder/CSV of face images to verify parity on")
@@ -136,8 +140,10 @@ def final_names(args: argparse.Namespace, target: str, precision: str) -> list[s
 
     t = TARGETS[target]
     stem = artifact_stem(SimpleNamespace(variant=args.model, attn_mode=args.attn_mode), precision, args.batch,
-                         args.dynamic_batch)
+                         args.dynamic_batch, args.input)
     names = [stem + t.suffix]
+    if target == "ort":
+        names.append(stem + ".required_operators.config")
     if target == "openvino":
         names.append(stem + ".bin")
     if target == "trt":
@@ -179,10 +185,22 @@ def validate(args: argparse.Namespace) -> list[tuple[str, str]]:
         raise UsageError(f"--calib-size {args.calib_size}: calibrate on {MIN_CALIB}..{MAX_CALIB} images "
                          f"(100-500 face crops is typical); larger sets are not used")
     plan = _plan(args)
+    if args.input == "image" and args.target == "all":  # --target all skips what a target cannot do
+        from . import IMAGE_INPUT_TARGETS
+
+        plan = [(n, p) for n, p in plan if n in IMAGE_INPUT_TARGETS and p != "int8"]
     if not plan:
-        raise UsageError(f"no target takes --precision {args.precision}")
-    for name, prec in plan if args.target != "all" else []:  # --target all skips what a target cannot do
+        raise UsageError(f"no target takes --precision {args.precision}" + (" with --input image"
+                                                                            if args.input == "image" else ""))
+    for name, prec in plan if args.target != "all" else []:
         check_request(TARGETS[name], prec, calib_given=bool(args.calib_data))
+        if args.input == "image":
+            from . import check_input
+
+            try:
+                check_input(TARGETS[name], prec, args.input)
+            except MsvitError as e:
+                raise UsageError(str(e)) from None
     if args.target in ("coreml", "all") and args.min_deployment_target:
         if not re.fullmatch(r"(iOS|macOS|watchOS|tvOS|visionOS)\d+", args.min_deployment_target):
             raise UsageError(f"--min-deployment-target {args.min_deployment_target!r}: expected e.g. iOS16, "
@@ -240,7 +258,7 @@ def _run(args: argparse.Namespace) -> int:
     int8 = Int8Options(calib_method=args.calib_method, min_agreement=args.min_agreement,
                        max_auc_drop=args.max_auc_drop, max_dprob=args.max_dprob,
                        sensitivity_dprob=args.sensitivity_dprob, verify_data=verify if args.verify_data else None)
-    options = ExportOptions(with_prob=args.prob, trt_version=args.trt_version, max_batch=args.max_batch,
+    options = ExportOptions(input=args.input, with_prob=args.prob, trt_version=args.trt_version, max_batch=args.max_batch,
                             minimum_deployment_target=args.min_deployment_target, int8=int8,
                             overwrite=args.overwrite)
     results = []

@@ -22,6 +22,7 @@ from ..errors import (AccuracyGuardError, ExportError, MsvitError, OutputExistsE
                       UsageError, ValidationError)
 from ..fileio import atomic_write_text, make_temp_dir, sweep_stale_temp
 from ..quantize import CalibrationSet, Int8Job, Int8Options, Int8Result
+from .card import card_markdown
 from .targets import Target
 from .validate import DEFAULT_ATOL, ParityReport, check, compare
 
@@ -35,6 +36,7 @@ class ExportOptions:
     max_batch: int = 16  # TensorRT optimisation-profile max with dynamic batch
     minimum_deployment_target: str | None = None  # Core ML (default iOS16; W8A8 needs iOS17)
     coreml_weights: str = "linear"  # Core ML int8-weights: linear | palettize
+    input: str = "tensor"  # tensor: normalised float32 NCHW; image: letterboxed uint8 NHWC (normalised in the graph)
     int8: Int8Options = field(default_factory=Int8Options)
     #: replace an artifact already under its final name (the API's default); ``msvit-export``
     #: passes False unless ``--overwrite``: then an existing file is an :class:`OutputExistsError`
@@ -64,7 +66,16 @@ class ExportContext:
         return int(getattr(self.model, "img_size", 224))
 
     def example(self) -> torch.Tensor:
-        return torch.zeros(self.batch, 3, self.img_size, self.img_size)
+        """An input of the exported graph's own kind (``options.input``)."""
+        from .graph import example_input
+
+        return example_input(self.model, self.batch, self.options.input)
+
+    def graph_module(self) -> nn.Module:
+        """What the writer exports: the model, or the model behind the image-input wrapper."""
+        from .graph import graph_module
+
+        return graph_module(self.model, self.options.input)
 
     def int8_job(self, metadata: dict[str, str] | None = None) -> Int8Job:
         return Int8Job(self.model, self.calib, self.options.int8, self.work_dir,
@@ -103,6 +114,7 @@ class ExportResult:
     verified: str = ""  # "ran" | "structure" | ""
     message: str = ""
     manifest: Path | None = None
+    card: Path | None = None  # <artifact>.md: the input/output card for app developers
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -116,7 +128,8 @@ class ExportResult:
     def line(self) -> str:
         if self.status == "ok":
             par = f" · {self.parity.summary()}" if self.parity else (" · structure verified" if self.verified else "")
-            return f"✅ {self.target} {self.precision} {self.size_bytes / 1e6:.1f} MB in {self.seconds:.1f} s{par}"
+            card = f" · card {self.card.name}" if self.card else ""
+            return f"✅ {self.target} {self.precision} {self.size_bytes / 1e6:.1f} MB in {self.seconds:.1f} s{par}{card}"
         return f"{self.icon} {self.target} {self.precision}: {self.message}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -314,15 +327,18 @@ def run_export(
         res.size_bytes = sum(path_size(f) for f in out.files)
         res.manifest = res.path.with_name(res.path.name + ".json")
         staged_manifest = work / res.manifest.name
-        staged = [*out.files, staged_manifest]
+        res.card = res.path.with_name(res.path.name + ".md")
+        staged_card = work / res.card.name
+        staged = [*out.files, staged_manifest, staged_card]
         taken = existing_outputs(ctx.out_dir, [f.name for f in staged])
         if not ctx.options.overwrite:
             _refuse_existing(taken, ctx.out_dir)
-        try:  # the manifest is staged beside the files and published with them, in one step
-            write_json_atomic(staged_manifest, {"metadata": ctx.metadata,
-                                                "result": {**res.to_dict(), "message": out.failed or res.message},
+        try:  # manifest and card are staged beside the files and published with them, in one step
+            result = {**res.to_dict(), "message": out.failed or res.message}
+            write_json_atomic(staged_manifest, {"metadata": ctx.metadata, "result": result,
                                                 "sha256": _sha256s(out.files),
                                                 "data": _data_record(verify, ctx.calib)})
+            atomic_write_text(staged_card, card_markdown(res.path.name, ctx.metadata, result))
             publish(staged, ctx.out_dir)
         except OSError as e:
             raise _io_error(e, ctx.out_dir) from None

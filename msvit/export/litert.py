@@ -47,6 +47,7 @@ import torch.nn as nn
 
 from ..errors import CalibrationError, ExportError, TargetUnavailableError
 from ..runtime.base import to_image_u8
+from .graph import ImageInput
 from ..runtime.litert import METADATA_NAME, SIGNATURE, check_tflite_bytes, read_metadata
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -101,25 +102,6 @@ def scope_regex(group: str) -> str:
         return r"Sequential_head/|MultiScaleEffViT_[^/;]*/[^/;]*\.(Linear|LayerNorm|GELU|Dropout)_\d+(;|/|$)"
     raise ExportError(f"unknown layer group {group!r} for LiteRT INT8: use msvit group names "
                       "(backbone.stem, backbone.blocks.N, l_vit, h_vit, l_vit.blocks, head, ...) or 're:REGEX'")
-
-
-class ImageInput(nn.Module):
-    """uint8 letterboxed RGB NHWC (N, S, S, 3) -> (prob (N, 1), logit (N, 1)): the cast, the
-    NHWC -> NCHW change and ImageNet normalisation run inside the exported graph."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        from ..model.ms_eff_vit import IMAGENET_MEAN, IMAGENET_STD
-
-        self.model = model
-        self.img_size = int(getattr(model, "img_size", 224))
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, 1, 1, 3), False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 1, 1, 3), False)
-
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = (image.to(torch.float32) / 255.0 - self.mean) / self.std
-        logit = self.model(x.permute(0, 3, 1, 2))
-        return torch.sigmoid(logit), logit
 
 
 class _Named(nn.Module):
@@ -424,3 +406,24 @@ def convert_float_bytes(model: nn.Module, input_kind: str = "tensor", batch: int
 __all__ = ["DEFAULT_INT8_GROUPS", "INT8_OPS", "ImageInput", "PRECISIONS", "convert_float_bytes", "convert_litert",
            "embed_metadata", "embed_metadata_bytes", "fp16_recipe", "int8_recipe", "read_metadata", "scope_regex",
            "tool_versions"]
+
+
+def export(ctx) -> Any:
+    """``--target litert``: FP32 / FP16 / INT8 (guarded) ``.tflite``; parity in the LiteRT interpreter."""
+    from ..quantize import run_int8
+    from ..quantize.litert import LiteRTInt8
+    from .core import TargetOutput
+
+    if ctx.dynamic_batch:
+        raise ExportError("LiteRT export uses static shapes: --dynamic-batch is not supported for --target litert; "
+                          "export with --batch N")
+    path = ctx.work_dir / f"{ctx.stem}.tflite"
+    float_bytes = convert_float_bytes(ctx.model, ctx.options.input, ctx.batch)
+    if ctx.precision == "int8":
+        res = run_int8(LiteRTInt8(ctx.int8_job(), convert_litert, float_bytes, embed_metadata), path)
+        return TargetOutput.int8(path, res)
+    info = convert_litert(ctx.model, path, ctx.precision, ctx.metadata, batch=ctx.batch, float_bytes=float_bytes,
+                          input_kind=ctx.options.input, log=ctx.log)
+    info.pop("metadata", None)
+    ctx.metadata.update({k: v for k, v in read_metadata(path).items()})  # the manifest says what is embedded
+    return TargetOutput(path, [path], extra={"litert": info})

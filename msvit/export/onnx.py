@@ -18,6 +18,7 @@ from ..quantize.onnx import OnnxInt8
 from ..runtime.base import quiet_output
 from ..runtime.onnx import set_metadata
 from .core import ExportContext, TargetOutput
+from .graph import example_input, graph_module
 
 OPSET_MIN = 17
 
@@ -35,17 +36,21 @@ class _WithProb(nn.Module):
 
 
 def export_fp32_onnx(model: nn.Module, path: Path, *, batch: int = 1, dynamic_batch: bool = False, opset: int = 18,
-                     with_prob: bool = False, metadata: dict[str, str] | None = None) -> Path:
-    """Export, simplify, check and annotate an FP32 ONNX model at ``path``."""
+                     with_prob: bool = False, metadata: dict[str, str] | None = None,
+                     input_kind: str = "tensor") -> Path:
+    """Export, simplify, check and annotate an FP32 ONNX model at ``path`` (``input_kind="image"``:
+    uint8 NHWC pixels in, ``prob`` and ``logit`` out)."""
     import onnx
     import onnxslim
 
     if opset < OPSET_MIN:
         raise ExportError(f"opset {opset} is too old: use --opset {OPSET_MIN} or newer")
-    size = int(getattr(model, "img_size", 224))
-    x = torch.zeros(batch, 3, size, size)
-    module = _WithProb(model).eval() if with_prob else model.eval()
-    outputs = ["logit", "prob"] if with_prob else ["logit"]
+    x = example_input(model, batch, input_kind)
+    if input_kind == "image":
+        module, outputs = graph_module(model, "image"), ["prob", "logit"]
+    else:
+        module = _WithProb(model).eval() if with_prob else model.eval()
+        outputs = ["logit", "prob"] if with_prob else ["logit"]
     dyn = {"image": {0: "batch"}, **{o: {0: "batch"} for o in outputs}} if dynamic_batch else None
     with quiet_output():
         try:
@@ -92,10 +97,10 @@ def export(ctx: ExportContext) -> TargetOutput:
     if ctx.precision == "fp16":
         fp32 = export_fp32_onnx(ctx.model, ctx.work_dir / "fp32.onnx", batch=ctx.batch,
                                 dynamic_batch=ctx.dynamic_batch, opset=ctx.opset, with_prob=with_prob,
-                                metadata=ctx.metadata)
+                                metadata=ctx.metadata, input_kind=ctx.options.input)
         to_fp16(fp32, path)
         fp32.unlink()
     else:
         export_fp32_onnx(ctx.model, path, batch=ctx.batch, dynamic_batch=ctx.dynamic_batch, opset=ctx.opset,
-                         with_prob=with_prob, metadata=ctx.metadata)
+                         with_prob=with_prob, metadata=ctx.metadata, input_kind=ctx.options.input)
     return TargetOutput(path, [path])

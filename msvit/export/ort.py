@@ -249,3 +249,38 @@ def ort_parity(onnx_path: str | os.PathLike, ort_path: str | os.PathLike, x: np.
 
 
 __all__ = ["mobile_usability", "ort_parity", "parse_operator_config", "to_ort_format"]
+
+
+def export(ctx) -> "TargetOutput":
+    """``--target ort``: the verified ONNX (fp32, or the guarded int8 Q/DQ graph) converted to
+    ``.ort`` + its reduced-operator config, with onnxruntime's mobile-usability report."""
+    from ..quantize import run_int8
+    from ..quantize.onnx import OnnxInt8
+    from .core import TargetOutput
+    from .onnx import export_fp32_onnx
+
+    src = ctx.work_dir / "src" / f"{ctx.stem}.onnx"
+    src.parent.mkdir()
+    extra: dict[str, Any] = {}
+    res = None
+    if ctx.precision == "int8":
+        fp32 = export_fp32_onnx(ctx.model, ctx.work_dir / "fp32.onnx", batch=ctx.batch,
+                                dynamic_batch=ctx.dynamic_batch, opset=ctx.opset, metadata=ctx.metadata)
+        res = run_int8(OnnxInt8(ctx.int8_job(), fp32), src)
+        fp32.unlink()
+    else:
+        export_fp32_onnx(ctx.model, src, batch=ctx.batch, dynamic_batch=ctx.dynamic_batch, opset=ctx.opset,
+                         metadata=ctx.metadata, input_kind=ctx.options.input)
+    info = to_ort_format(src, ctx.work_dir)
+    ort_path, config = Path(info.pop("ort_path")), Path(info.pop("config_path"))
+    info.pop("source_onnx", None)
+    extra.update(ort=info)
+    mu = info.get("mobile_usability") or {}
+    note = ""
+    if isinstance(mu, dict) and mu.get("recommendation"):
+        note = f"mobile usability: {mu['recommendation']}"[:200]
+    if res is not None:
+        out = TargetOutput.int8(ort_path, res, extra)
+        out.files = [ort_path, config]
+        return out
+    return TargetOutput(ort_path, [ort_path, config], extra=extra, note=note)

@@ -39,7 +39,13 @@ class Target:
             return False, f"{self.title} models run only on macOS/iOS (structure verified instead)"
         if self.runs_on == "cuda":
             return probe()
-        return self.can_export_here()
+        from ..runtime import SUFFIXES  # running needs the runtime's packages only (LiteRT: not the converter)
+
+        fmt = SUFFIXES.get(self.suffix)
+        missing = [p for p in (fmt.packages if fmt else self.packages) if importlib.util.find_spec(p) is None]
+        if missing:
+            return False, f"{', '.join(missing)} not installed (pip install 'msvit[{fmt.extra if fmt else self.extra}]')"
+        return True, ""
 
 
 TARGETS: dict[str, Target] = {
@@ -59,6 +65,12 @@ TARGETS: dict[str, Target] = {
                ("openvino",), "openvino"),
         Target("executorch", "ExecuTorch", ".pte", ("fp32", "int8"), "fp32",
                ("executorch",), "executorch"),
+        # ONNX Runtime Mobile: the verified ONNX as .ort + the reduced-operator build config
+        Target("ort", "ONNX Runtime Mobile", ".ort", ("fp32", "int8"), "fp32",
+               ("onnx", "onnxruntime", "onnxslim", "onnxscript"), "onnx"),
+        # LiteRT (TFLite): litert-torch converts, ai-edge-quantizer quantizes, ai-edge-litert runs
+        Target("litert", "LiteRT", ".tflite", ("fp32", "fp16", "int8"), "fp32",
+               ("litert_torch", "ai_edge_quantizer", "ai_edge_litert"), "litert"),
     )
 }
 

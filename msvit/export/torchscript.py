@@ -22,7 +22,7 @@ def export(ctx: ExportContext) -> TargetOutput:
         # torch.jit itself is deprecated upstream (said once in --help, not on every export)
         for cat in (torch.jit.TracerWarning, FutureWarning, DeprecationWarning):
             warnings.simplefilter("ignore", cat)
-        traced = torch.jit.trace(ctx.model.eval(), ctx.example(), strict=True)
+        traced = torch.jit.trace(ctx.graph_module(), ctx.example(), strict=True)
     note = ""
     if xnnpack.enabled:
         from torch.utils.mobile_optimizer import optimize_for_mobile

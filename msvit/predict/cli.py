@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import DataError, MsvitError, TargetUnavailableError
+from ..errors import DataError, MsvitError, TargetUnavailableError, run_cli
 from ..fileio import atomic_write
 from .aggregate import AGG_MODES
 from .faces import DEFAULT_FACE_DETECTOR, face_detectors
@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--annotate", metavar="DIR", help="save the sampled frames with the face box and P(fake)")
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
     o.add_argument("--list-detectors", action="store_true", help="list face detectors and whether they run here")
+    o.add_argument("--debug", action="store_true", help="print the full traceback of any error (also: MSVIT_DEBUG=1)")
     return p
 
 
@@ -382,19 +383,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except TargetUnavailableError as e:
-        print(f"❌ {e}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
-    except MsvitError as e:
-        print(f"❌ {e}", file=sys.stderr)
-        return EXIT_UNAVAILABLE if e.exit_code == 3 else EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted: nothing half-written (outputs are written whole at the end)", file=sys.stderr)
-        return 130
+    return run_cli(run, build_parser().parse_args(argv),
+                   "interrupted: nothing half-written (outputs are written whole at the end)", prog="msvit-predict")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -137,11 +137,14 @@ def batch_from_shape(dim: Any) -> int | None:
 
 
 def spec_from_metadata(metadata: dict[str, str], default_name: str = "image") -> InputSpec:
-    """For formats whose graph does not expose its input shape cheaply: read ``input_shape``."""
-    dims = str(metadata.get("input_shape", "1x3x224x224")).split("x")
-    shape = tuple(None if d == "N" else int(d) for d in dims) if all(d == "N" or d.isdigit() for d in dims) \
-        else (1, 3, 224, 224)
-    return InputSpec(metadata.get("input_name", default_name), shape)
+    """For formats whose graph does not expose its input shape cheaply: read ``input_shape``
+    (and ``input_kind``: ``image`` = letterboxed uint8 NHWC pixels, normalised in the graph)."""
+    image = metadata.get("input_kind") == "image"
+    dims = str(metadata.get("input_shape", "")).split("x")
+    shape = tuple(None if d == "N" else int(d) for d in dims) if dims and all(d == "N" or d.isdigit() for d in dims) \
+        else ((1, 224, 224, 3) if image else (1, 3, 224, 224))
+    name = metadata.get("input_name", default_name)
+    return InputSpec(name, shape, "uint8", "NHWC", "image") if image else InputSpec(name, shape)
 
 
 def flat_metadata(meta: dict[str, Any]) -> dict[str, str]:

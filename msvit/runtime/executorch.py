@@ -70,7 +70,8 @@ class ETSession(Session):
     def _run(self, x: np.ndarray) -> np.ndarray:
         import torch
 
-        return self.method.execute([torch.from_numpy(x)])[0].numpy().copy()
+        outs = self.method.execute([torch.from_numpy(x)])
+        return outs[1 if self.input_spec.kind == "image" else 0].numpy().copy()  # image input: (prob, logit)
 
     def close(self) -> None:
         self.method = self.program = None

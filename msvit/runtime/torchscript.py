@@ -49,7 +49,8 @@ class LiteSession(Session):
         import torch
 
         with torch.no_grad():
-            return self.module(torch.from_numpy(x)).numpy()
+            out = self.module(torch.from_numpy(x))
+        return (out[1] if isinstance(out, (tuple, list)) else out).numpy()  # image input: (prob, logit)
 
     def close(self) -> None:
         self.module = None
