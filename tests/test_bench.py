@@ -209,3 +209,20 @@ def test_table_fits_100_columns(torch_report):
     text = con.export_text()
     assert "PyTorch" in text and "speed-up" in text
     assert max(len(line) for line in text.splitlines()) <= 100
+
+
+def test_int8_row_over_its_own_gate_is_flagged(onnx_dir, demo_weights, faces_dir, tmp_path):
+    """Issue 14: msvit-bench --data flags an INT8 artifact whose max|ΔP| on that data exceeds
+    the gate recorded in the artifact (here a copy whose recorded gate is impossibly tight)."""
+    import onnx
+
+    from msvit.runtime.onnx import read_metadata, set_metadata
+
+    src = next(onnx_dir.glob("*.onnx"))
+    proto = onnx.load(str(src))
+    set_metadata(proto, {**read_metadata(src), "precision": "int8", "guard_max_dprob": "1e-9"})
+    onnx.save(proto, str(tmp_path / "tight.onnx"))
+    rep = run(weights=demo_weights, data=faces_dir / "eval", artifacts=tmp_path, targets=["onnx"], **FAST)
+    row = rep.rows[1]
+    assert row.precision == "int8" and row.status == "failed" and row.icon == "❎"
+    assert "guard_max_dprob" in row.note and row.max_abs_dprob > 1e-9

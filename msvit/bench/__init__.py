@@ -434,6 +434,13 @@ def _evaluate_row(c: Candidate, x_eval: np.ndarray, ref: np.ndarray, labels: np.
     main = c.a1 or c.an
     if main is not None and main.status == "failed" and row.status == "ok":
         row.status, row.icon, row.note = "failed", "❎", main.message
+    gate = (c.s1 or c.sn).metadata.get("guard_max_dprob") if row.target != "torch" else None
+    if gate is not None and row.status == "ok" and c.judge_parity and row.max_abs_dprob is not None:
+        # the INT8 guard's promise, checked on this data: |ΔP| within the gate recorded in the artifact
+        if row.max_abs_dprob > float(gate):
+            row.status, row.icon = "failed", "❎"
+            row.note = (f"INT8 max|ΔP| {row.max_abs_dprob:.3f} on this data > the artifact's own gate "
+                        f"{float(gate):g} (guard_max_dprob)")
     atol = DEFAULT_ATOL.get(row.precision)
     if row.status == "ok" and row.target != "torch" and c.judge_parity and atol is not None:
         row.parity_atol = atol
