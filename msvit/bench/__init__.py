@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import MsvitError
 from ..export.targets import TARGETS, get_target
 from .metrics import evaluate
-from .timing import ForeignLoad, Interleaved, PeakMemory, interleaved, paired_speedup, stats_from_ms
+from .timing import ForeignLoad, PeakMemory, interleaved, paired_speedup, stats_from_ms
 
 SCHEMA = "msvit-bench/2"
 #: a row whose block medians differ by more than this, or other processes taking more than

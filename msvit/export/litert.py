@@ -46,6 +46,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import CalibrationError, ExportError, TargetUnavailableError
+from ..fileio import atomic_write
 from ..runtime.base import to_image_u8
 from .graph import ImageInput
 from ..runtime.litert import METADATA_NAME, SIGNATURE, check_tflite_bytes, read_metadata
@@ -265,15 +266,7 @@ def embed_metadata(path: str | os.PathLike, metadata: dict[str, str]) -> Path:
     ``msvit`` (JSON, sorted keys), replacing an earlier one; atomic (temp file + rename)."""
     p = Path(path)
     out = embed_metadata_bytes(p.read_bytes(), metadata)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(out)
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return p
+    return atomic_write(p, lambda f: f.write(out))
 
 
 def embed_metadata_bytes(data: bytes, metadata: dict[str, str]) -> bytes:
@@ -382,14 +375,7 @@ def convert_litert(model: nn.Module, path: Path, precision: str, metadata: dict[
                      "calib_images": str(info["calib_images"]), "calib_method": "minmax"})
     final = embed_metadata_bytes(out, meta)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(final)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, lambda f: f.write(final))
     info["size_bytes"] = len(final)
     info["metadata"] = meta
     info["seconds"] = round(time.perf_counter() - t0, 2)

@@ -251,7 +251,7 @@ def ort_parity(onnx_path: str | os.PathLike, ort_path: str | os.PathLike, x: np.
 __all__ = ["mobile_usability", "ort_parity", "parse_operator_config", "to_ort_format"]
 
 
-def export(ctx) -> "TargetOutput":
+def export(ctx: Any) -> Any:
     """``--target ort``: the verified ONNX (fp32, or the guarded int8 Q/DQ graph) converted to
     ``.ort`` + its reduced-operator config, with onnxruntime's mobile-usability report."""
     from ..quantize import run_int8

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import DataError, MsvitError, TargetUnavailableError, run_cli
+from ..errors import DataError, MsvitError, run_cli
 from ..fileio import atomic_write
 from .aggregate import AGG_MODES
 from .faces import DEFAULT_FACE_DETECTOR, face_detectors
