@@ -83,7 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_cli(_run, build_parser().parse_args(argv), "interrupted: no report written", prog="msvit-bench")
+    import os
+
+    args = build_parser().parse_args(argv)
+    if argv is None and "OMP_WAIT_POLICY" not in os.environ:
+        # OpenMP workers that spin at barriers stall a whole time slice whenever another process
+        # holds a core (PyTorch eager, 2 threads, busy 2-core VM: 5,649 ms median spinning, 105 ms
+        # passive). libgomp reads its policy when torch loads, which `import msvit` already did:
+        # run once more with passive waits, as onnxruntime runs with spinning off.
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        os.execv(sys.executable, [sys.executable, "-m", "msvit.bench.cli", *sys.argv[1:]])
+    return run_cli(_run, args, "interrupted: no report written", prog="msvit-bench")
 
 
 def _check_output(path: Path, flag: str = "--json") -> None:
@@ -154,7 +164,10 @@ def _run(args: argparse.Namespace) -> int:
 
     validate(args)
     err = Console(stderr=True, highlight=False)
-    log = None if args.quiet else (lambda msg: err.print(f"[dim]msvit-bench:[/dim] {msg}"))
+    from rich.markup import escape
+
+    # escape: messages carry "[...]" (pip extras such as msvit[litert]) that rich would eat as markup
+    log = None if args.quiet else (lambda msg: err.print(f"[dim]msvit-bench:[/dim] {escape(msg)}"))
     targets = _split(args.targets)
     if targets in (["all"],):
         targets = None

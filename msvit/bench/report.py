@@ -96,13 +96,15 @@ def print_table(rep: BenchReport, console: Any = None, wide: bool = False) -> No
     for col in columns(rep, wide):
         tab.add_column(col, justify="left" if col in ("", "format", "prec", "dev", "note") else "right",
                        overflow="fold", max_width=60 if col == "note" else None, no_wrap=col != "note")
-    for r in rep.rows:
-        tab.add_row(*cells(rep, r, wide))
+    from rich.markup import escape
+
+    for r in rep.rows:  # escape: notes carry "[...]" (pip extras) that rich would take for markup
+        tab.add_row(*(escape(c) for c in cells(rep, r, wide)))
     for line in env_lines(rep):
-        con.print(line, style="dim", highlight=False, overflow="fold")
+        con.print(line, style="dim", highlight=False, overflow="fold", markup=False)
     con.print(tab)
     if rep.noise.get("warning"):
-        con.print(rep.noise["warning"], style="bold yellow", highlight=False)
+        con.print(rep.noise["warning"], style="bold yellow", highlight=False, markup=False)
     if rep.pipeline:
         con.print(pipeline_table(rep, wide))
     con.print("±% = spread of block medians; speed-up = PyTorch eager / row, per round of the interleaved run; "

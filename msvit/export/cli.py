@@ -279,6 +279,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _print_table(results: list) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     tab = Table(title="msvit-export", show_lines=False)
@@ -291,7 +292,7 @@ def _print_table(results: list) -> None:
         tab.add_row(r.icon, r.target, r.precision, r.path.name if r.path else "-",
                     f"{r.size_bytes / 1e6:.1f}" if r.size_bytes else "-", f"{r.seconds:.1f}",
                     f"{par.max_abs_dlogit:.1e}" if par else "-", f"{par.max_abs_dprob:.1e}" if par else "-",
-                    f"{par.agreement:.3f}" if par else "-", note)
+                    f"{par.agreement:.3f}" if par else "-", escape(note))  # notes may carry "[extra]"
     Console(width=max(160, Console().width)).print(tab)
 
 
