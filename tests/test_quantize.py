@@ -1,5 +1,9 @@
 """INT8 with calibration and the accuracy guard (onnx, TensorRT Q/DQ, openvino);
-calibration data errors; hashes and caches."""
+calibration data errors; hashes and caches.
+
+The onnx and openvino artifacts are exported with default settings (``--calib-data`` only:
+the guard verifies on every calibration image) and then run on eval/, which the guard never
+saw: they must stay within the gate they record (issue 14)."""
 from __future__ import annotations
 
 import hashlib
@@ -18,25 +22,46 @@ def calib(faces_dir):
     return load_calibration(faces_dir / "calib")
 
 
-def _fp32_metrics(res):
+def _default_int8(demo_model, target, calib, eval_set, out):
+    """INT8 with default settings (no --verify-data); the export's own parity run is on eval/,
+    images the guard never saw. A 75-image guard warns that it is weakly verified."""
+    with pytest.MonkeyPatch.context() as mp, pytest.warns(UserWarning, match="weakly verified"):
+        mp.setenv("SOURCE_DATE_EPOCH", "1700000000")  # export time is embedded: pin it
+        return export(demo_model, target, "int8", out, calib=calib, verify_data=eval_set,
+                      options=ExportOptions(int8=Int8Options()), log=None, strict=False)
+
+
+def _within_own_gate_on_unseen_images(res, calib):
+    """The guard's promise, checked on eval/ (83 images it never saw)."""
+    from msvit.runtime import read_metadata
+
+    md = read_metadata(res.path)
+    gate = float(md["guard_max_dprob"])
+    assert gate == res.extra["guard_max_dprob"] == 0.05
     g = res.extra["guard"]
-    return g["agreement"], g["auc_drop"]
+    assert g["n"] == res.extra["guard_n"] == len(calib.calib) + len(calib.holdout) == 75
+    assert g["data"].startswith("75 calibration images (60 calibrated on, 15 held out)")
+    assert res.extra["guard_weakly_verified"] is True and "weakly verified" in res.message
+    assert res.extra["guard_bound_dprob"] >= g["max_abs_dprob"]
+    assert res.extra["guard_bound_method"].startswith("tail:")
+    assert res.extra["guard_passed"] is True and res.status == "ok", res.message
+    assert res.extra["guard_bound_dprob"] <= gate
+    assert res.parity.n == 83 and res.parity.max_abs_dprob <= gate, res.parity.summary()
+    assert res.parity.agreement >= 0.97
+    return md
 
 
 @pytest.fixture(scope="module")
 def onnx_int8(demo_model, calib, eval_set, tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SOURCE_DATE_EPOCH", "1700000000")  # export time is embedded: pin it
-        return export(demo_model, "onnx", "int8", tmp_path_factory.mktemp("q"), calib=calib, verify_data=eval_set,
-                      options=ExportOptions(int8=Int8Options(verify_data=eval_set)), log=None, strict=False)
+    return _default_int8(demo_model, "onnx", calib, eval_set, tmp_path_factory.mktemp("q"))
 
 
-def test_onnx_int8_keeps_decisions(onnx_int8):
-    agreement, auc_drop = _fp32_metrics(onnx_int8)
-    assert onnx_int8.extra["guard"]["n"] == 83
-    assert agreement >= 0.97 and auc_drop <= 0.02
+@pytest.mark.slow
+def test_onnx_int8_default_settings_stay_within_their_gate_on_eval(onnx_int8, calib):
+    md = _within_own_gate_on_unseen_images(onnx_int8, calib)
+    assert md["guard_bound_dprob"] == str(onnx_int8.extra["guard_bound_dprob"])  # embedded, for msvit-bench
     assert onnx_int8.extra["quantized_groups"], "nothing was quantized"
-    assert onnx_int8.status == ("ok" if onnx_int8.extra["guard_passed"] else "failed")
+    assert float(md["sensitivity_dprob"]) == pytest.approx(0.05 / 3, abs=1e-6)
 
 
 def test_onnx_int8_is_really_int8_and_self_describing(onnx_int8, calib):
@@ -75,10 +100,8 @@ def test_onnx_int8_cpu_flavour_quantizes_what_onnxruntime_runs_in_int8(onnx_int8
     assert sum(op in ("QGemm", "MatMulIntegerToFloat", "QLinearMatMul") for op in fused) == len(act_dq)
 
 
-def test_int8_same_inputs_same_artifact(onnx_int8, demo_model, calib, eval_set, tmp_path, monkeypatch):
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
-    again = export(demo_model, "onnx", "int8", tmp_path, calib=calib, options=ExportOptions(int8=Int8Options(verify_data=eval_set)),
-                   log=None, strict=False)
+def test_int8_same_inputs_same_artifact(onnx_int8, demo_model, calib, eval_set, tmp_path):
+    again = _default_int8(demo_model, "onnx", calib, eval_set, tmp_path)
     assert again.extra["plan_cache"] == "hit"
     h = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (again.path, onnx_int8.path)]
     assert h[0] == h[1]
@@ -93,6 +116,9 @@ def test_trt_int8_qdq_onnx_is_symmetric_on_op_inputs(demo_model, calib, eval_set
     assert r.status == "unavailable" and r.path.name.endswith("_trt10.onnx")
     assert "--stronglyTyped" in r.extra["trtexec"] and "--int8" not in r.extra["trtexec"]
     assert r.extra["guard"]["agreement"] >= 0.97
+    # --verify-data adds to the calibration images; 158 >= 100: not weakly verified
+    assert r.extra["guard"]["n"] == 75 + 83 and r.extra["guard_weakly_verified"] is False
+    assert r.extra["guard"]["data"].startswith("75 calibration images") and "+ 83 images" in r.extra["guard"]["data"]
     proto = onnx.load(str(r.path))
     inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
     zps = [inits[n.input[2]] for n in proto.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2]
@@ -108,15 +134,18 @@ def test_trt_int8_qdq_onnx_is_symmetric_on_op_inputs(demo_model, calib, eval_set
         assert set(consumers[dq.output[0]]) <= {"Conv", "MatMul", "Gemm"}
 
 
-def test_openvino_int8(demo_model, calib, eval_set, tmp_path):
-    from msvit.runtime import read_metadata
+@pytest.fixture(scope="module")
+def openvino_int8(demo_model, calib, eval_set, tmp_path_factory):
+    return _default_int8(demo_model, "openvino", calib, eval_set, tmp_path_factory.mktemp("ov"))
 
-    r = export(demo_model, "openvino", "int8", tmp_path, calib=calib, verify_data=eval_set,
-               options=ExportOptions(int8=Int8Options(verify_data=eval_set)), log=None, strict=False)
-    agreement, auc_drop = _fp32_metrics(r)
-    assert agreement >= 0.97 and auc_drop <= 0.02
-    md = read_metadata(r.path)
+
+@pytest.mark.slow
+def test_openvino_int8_default_settings_stay_within_their_gate_on_eval(openvino_int8, calib):
+    """Issue 14: with 15 held-out images this target's first attempt passed at max|ΔP| 0.008 and
+    reached 0.057 on eval/; now the plan leaves room for that and the guard judges all 75."""
+    md = _within_own_gate_on_unseen_images(openvino_int8, calib)
     assert md["calib_sha256"] == calib.sha256 and "nncf" in md["quant_tool"]
+    assert openvino_int8.extra["guard"]["auc_drop"] <= 0.02
 
 
 # ---- calibration data ------------------------------------------------------------------

@@ -408,7 +408,8 @@ def noise_verdict(spreads: dict[str, float | None], foreign_cpu_pct: float | Non
 
 # ---------------------------------------------------------------- evaluate
 
-def _evaluate_row(c: Candidate, x_eval: np.ndarray, ref: np.ndarray, labels: np.ndarray | None) -> None:
+def _evaluate_row(c: Candidate, x_eval: np.ndarray, ref: np.ndarray, labels: np.ndarray | None,
+                  real_data: bool = True) -> None:
     from ..export.validate import DEFAULT_ATOL
 
     row = c.row
@@ -434,7 +435,8 @@ def _evaluate_row(c: Candidate, x_eval: np.ndarray, ref: np.ndarray, labels: np.
     main = c.a1 or c.an
     if main is not None and main.status == "failed" and row.status == "ok":
         row.status, row.icon, row.note = "failed", "❎", main.message
-    gate = (c.s1 or c.sn).metadata.get("guard_max_dprob") if row.target != "torch" else None
+    # built-in synthetic images are no face crops: the gate speaks of face data only (--data)
+    gate = (c.s1 or c.sn).metadata.get("guard_max_dprob") if row.target != "torch" and real_data else None
     if gate is not None and row.status == "ok" and c.judge_parity and row.max_abs_dprob is not None:
         # the INT8 guard's promise, checked on this data: |ΔP| within the gate recorded in the artifact
         if row.max_abs_dprob > float(gate):
@@ -607,7 +609,7 @@ def run(
         noise = _time_rows(cands, x1, xn, iters, warmup, min_time, block, progress, sampler_factory)
         for c in cands:
             if c.s1 is not None or c.sn is not None:
-                _evaluate_row(c, ev.x, ref, labels)
+                _evaluate_row(c, ev.x, ref, labels, real_data=data is not None)
             c.row.icon = ICONS[c.row.status]  # one source of truth for the icon
             if c.row.latency is not None or c.row.status != "unavailable":
                 say(_line(c.row))

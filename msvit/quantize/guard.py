@@ -1,7 +1,14 @@
-"""The accuracy guard: an INT8 artifact is judged against FP32 on images it was not
-calibrated on, and layers go back to float until it meets the budget (or we say it can't)."""
+"""The accuracy guard: an INT8 artifact is judged against FP32 on the verification images,
+and layers go back to float until it meets the budget (or we say it can't).
+
+The |ΔP| gate is applied to an *upper bound* on the largest |ΔP| to expect on images the
+guard has never seen, not to the maximum measured on the few it has: a maximum over 15
+images said 0.008 for an artifact that reached 0.057 on the next 83 (issue 14). See
+:func:`dprob_bound` for the rule and README (INT8, "Reading the guard") for how to read it.
+"""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -13,6 +20,17 @@ from .sensitivity import QuantPlan
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
+BOUND_METHODS = ("tail", "max")
+MIN_VERIFY_IMAGES = 100  # fewer verification images: the result is "weakly verified" (and warned about)
+BOUND_HORIZON = 1000  # the bound is on the |ΔP| that one image in this many unseen ones reaches
+#: The tail index the bound assumes at least (the sample's own Hill estimate when larger).
+#: Measured (benchmarks/guard_holdout.py, 9 INT8 artifacts of onnx/openvino/executorch): from
+#: 75 random images, reaching the max |ΔP| of the ~530 other same-source images needed an
+#: index up to 0.40 (95th percentile of resamples); with 0.5 every artifact was covered in
+#: every resample, while the Hill estimate alone, or an exponential tail, fell short on 3-6 of 9.
+MIN_TAIL_INDEX = 0.5
+DPROB_FLOOR = 1e-3  # |ΔP| below this count as this much: noise-level differences must not make a tail
+
 
 @dataclass
 class Gate:
@@ -20,7 +38,64 @@ class Gate:
 
     min_agreement: float = 0.99
     max_auc_drop: float = 0.005
-    max_dprob: float = 0.05  # on the real artifact: a backend kernel can err far beyond the simulation
+    max_dprob: float = 0.05  # on the |ΔP| bound for unseen images (see dprob_bound), not the sample max
+    bound_method: str = "tail"  # tail: extrapolated from the sample's largest |ΔP|; max: the sample max
+    bound_horizon: int = BOUND_HORIZON  # tail: bound the |ΔP| one unseen image in this many reaches
+    min_verify_images: int = MIN_VERIFY_IMAGES  # fewer: weakly verified
+
+    def describe(self) -> str:
+        """The bound method, as recorded in the metadata (``guard_bound_method``)."""
+        return bound_description(self.bound_method, self.bound_horizon)
+
+    def bound(self, dprob: np.ndarray) -> dict[str, Any]:
+        return dprob_bound(dprob, self.bound_method, self.bound_horizon)
+
+
+def bound_description(method: str, horizon: int = BOUND_HORIZON) -> str:
+    if method == "max":
+        return "max: the largest |ΔP| measured on the verification images (no margin for unseen ones)"
+    return (f"tail: power-law tail through the largest |ΔP| measured (tail index: the Hill estimate, at least "
+            f"{MIN_TAIL_INDEX}), extrapolated to the |ΔP| one unseen image in {horizon} reaches")
+
+
+def tail_size(n: int) -> int:
+    """How many of the largest |ΔP| the tail fit uses: about sqrt(n), at least 4."""
+    return max(4, int(round(math.sqrt(n))))
+
+
+def dprob_bound(dprob: np.ndarray, method: str = "tail", horizon: int = BOUND_HORIZON) -> dict[str, Any]:
+    """An upper bound on the |ΔP| unseen images reach, from the per-image |ΔP| measured.
+
+    ``tail``: INT8 error has a heavy tail. Most images only see rounding; a few push an
+    activation beyond its calibrated range and are clipped (eval/'s worst image exceeds one
+    range by 25x its width), so the largest |ΔP| grows like a power of the number of
+    images; an exponential tail under-covered (``benchmarks/guard_holdout.py``). With
+    ``u`` the (k+1)-th largest of the n values (k ~ sqrt(n)) the k above it give the Hill
+    estimate of the tail index, ``mean(ln(d_i / u))``; the index used is that or
+    :data:`MIN_TAIL_INDEX`, whichever is larger, and the bound is the level one image in
+    ``horizon`` exceeds (Weissman): ``u·(k·horizon/n)^index``, never below the measured
+    max and at most 1. Few images widen it on their own (a longer extrapolation from a
+    lower ``u``); |ΔP| below :data:`DPROB_FLOOR` count as the floor. ``max`` is the
+    measured max, nothing added.
+    """
+    d = np.sort(np.abs(np.asarray(dprob, np.float64).reshape(-1)))[::-1]
+    n = len(d)
+    if n == 0:
+        raise ValueError("no verification images")
+    top = float(d[0])
+    if method == "max" or n < 3:
+        return {"bound": top, "method": "max", "n": n, "max": top}
+    if method != "tail":
+        raise ValueError(f"bound method {method!r}: use one of {BOUND_METHODS}")
+    k = min(tail_size(n), n - 1)
+    f = np.maximum(d, DPROB_FLOOR)
+    u = float(f[k])
+    hill = float(np.mean(np.log(f[:k] / u)))
+    index = max(hill, MIN_TAIL_INDEX)
+    reach = max(1.0, k * horizon / n)
+    bound = min(1.0, max(top, u * reach ** index))
+    return {"bound": bound, "method": "tail", "n": n, "max": top, "k": k, "threshold": u,
+            "hill_index": round(hill, 4), "tail_index": round(index, 4), "horizon": horizon}
 
 
 @dataclass
@@ -28,8 +103,11 @@ class GuardReport:
     n: int
     data: str
     agreement: float
-    max_abs_dprob: float
+    max_abs_dprob: float  # measured on the n images
     mean_abs_dprob: float
+    bound_dprob: float = float("nan")  # what max_dprob is applied to (see dprob_bound)
+    bound: dict[str, Any] = field(default_factory=dict)  # the fit behind bound_dprob
+    weakly_verified: bool = False  # fewer than Gate.min_verify_images images
     fp32: dict[str, float | None] | None = None  # acc/auc/log_loss when labels exist
     int8: dict[str, float | None] | None = None
     auc_drop: float | None = None
@@ -40,10 +118,10 @@ class GuardReport:
         return asdict(self)
 
     def summary(self) -> str:
-        s = f"agreement {self.agreement:.3f}, max|ΔP| {self.max_abs_dprob:.3f}"
+        s = f"agreement {self.agreement:.3f}, max|ΔP| {self.max_abs_dprob:.3f} (bound {self.bound_dprob:.3f})"
         if self.auc_drop is not None:
             s += f", AUC {self.fp32['auc']:.3f}→{self.int8['auc']:.3f}"
-        return s + f" (n={self.n}, {self.data})"
+        return s + f" (n={self.n}, {self.data}{', weakly verified' if self.weakly_verified else ''})"
 
 
 def evaluate(fp32_logits: np.ndarray, runner: Runner, x: np.ndarray, labels: np.ndarray | None, gate: Gate,
@@ -52,15 +130,21 @@ def evaluate(fp32_logits: np.ndarray, runner: Runner, x: np.ndarray, labels: np.
     logits = runner(x)
     agr = agreement_metrics(fp32_logits, logits)
     agr.pop("max_abs_dlogit")
-    rep = GuardReport(n=len(x), data=data, **agr)
+    p32 = 1.0 / (1.0 + np.exp(-np.asarray(fp32_logits, np.float64).reshape(-1)))
+    p8 = 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64).reshape(-1)))
+    b = gate.bound(np.abs(p8 - p32))
+    rep = GuardReport(n=len(x), data=data, **agr, bound_dprob=b["bound"], bound=b,
+                      weakly_verified=len(x) < gate.min_verify_images)
     if labels is not None:
         rep.fp32, rep.int8 = label_metrics(fp32_logits, labels), label_metrics(logits, labels)
         if rep.fp32["auc"] is not None:
             rep.auc_drop = rep.fp32["auc"] - rep.int8["auc"]
     if rep.agreement < gate.min_agreement:
         rep.reasons.append(f"agreement {rep.agreement:.3f} < {gate.min_agreement}")
-    if rep.max_abs_dprob > gate.max_dprob:
-        rep.reasons.append(f"max|ΔP| {rep.max_abs_dprob:.3f} > {gate.max_dprob}")
+    if rep.bound_dprob > gate.max_dprob:
+        how = "" if b["method"] == "max" else \
+            f" ({b['method']} bound from max {rep.max_abs_dprob:.3f} on {rep.n} images)"
+        rep.reasons.append(f"max|ΔP| {rep.bound_dprob:.3f}{how} > {gate.max_dprob}")
     if rep.auc_drop is not None and rep.auc_drop > gate.max_auc_drop:
         rep.reasons.append(f"AUC drop {rep.auc_drop:.4f} > {gate.max_auc_drop}")
     rep.passed = not rep.reasons
@@ -74,11 +158,17 @@ class GuardResult:
     attempts: list[dict[str, Any]]
     runner: Runner
     artifact: Any  # what build() produced for this plan (a path, an in-memory model...)
+    gate: Gate = field(default_factory=Gate)
 
     def info(self) -> dict[str, Any]:
+        """For the metadata and manifest; ``guard_*`` keys are what ``msvit-bench`` reads back."""
+        r = self.report
         return {"quantized_groups": self.plan.quantized, "float_groups": self.plan.float_groups,
                 "sensitivity": {g: round(v, 5) for g, v in self.plan.sensitivity.items()},
-                "guard": self.report.to_dict(), "guard_passed": self.report.passed, "attempts": self.attempts}
+                "guard": r.to_dict(), "guard_passed": r.passed,
+                "guard_max_dprob": self.gate.max_dprob, "guard_bound_dprob": round(r.bound_dprob, 6),
+                "guard_bound_method": self.gate.describe(), "guard_n": r.n,
+                "guard_weakly_verified": r.weakly_verified, "attempts": self.attempts}
 
 
 def quantize_with_guard(model: torch.nn.Module, plan: QuantPlan, build: Callable[[QuantPlan, int], tuple[Runner, Any]],
@@ -87,32 +177,27 @@ def quantize_with_guard(model: torch.nn.Module, plan: QuantPlan, build: Callable
     """Build, judge, and on failure return the most sensitive quantized group to float; repeat.
 
     ``build(plan, attempt)`` must not overwrite earlier attempts' artifacts: the best one
-    (passing, else smallest max|ΔP|) is returned, marked failing if none passed.
+    (passing, else smallest |ΔP| bound) is returned, marked failing if none passed.
     """
     with torch.no_grad():
-        ref = model(torch.from_numpy(verify_x)).numpy()
+        ref = np.concatenate([model(torch.from_numpy(verify_x[i:i + 32])).numpy() for i in range(0, len(verify_x), 32)])
     attempts: list[dict[str, Any]] = []
     best: GuardResult | None = None
     for i in range(max_attempts):
         runner, artifact = build(plan, i)
         rep = evaluate(ref, runner, verify_x, verify_labels, gate, verify_name)
         attempts.append({"quantized_groups": len(plan.quantized), "float_groups": list(plan.float_groups),
-                         "agreement": rep.agreement, "max_abs_dprob": rep.max_abs_dprob, "auc_drop": rep.auc_drop,
-                         "passed": rep.passed})
+                         "agreement": rep.agreement, "max_abs_dprob": rep.max_abs_dprob,
+                         "bound_dprob": rep.bound_dprob, "auc_drop": rep.auc_drop, "passed": rep.passed})
         if log:
             log(f"  INT8 attempt {i + 1}: {len(plan.quantized)} groups int8 · {rep.summary()}"
                 + ("" if rep.passed else f" ✗ {'; '.join(rep.reasons)}"))
-        cur = GuardResult(plan, rep, attempts, runner, artifact)
+        cur = GuardResult(plan, rep, attempts, runner, artifact, gate)
         if best is None or (rep.passed and not best.report.passed) or \
-                (rep.passed == best.report.passed and rep.max_abs_dprob < best.report.max_abs_dprob):
+                (rep.passed == best.report.passed and rep.bound_dprob < best.report.bound_dprob):
             best = cur
         if rep.passed or not plan.quantized:
             break
         worst = max(plan.quantized, key=lambda g: plan.sensitivity[g])
         plan = plan.keep_float(worst)
     return best
-
-
-def dprob_bound(dprob: np.ndarray) -> dict[str, Any]:  # provisional
-    d = np.asarray(dprob, np.float64)
-    return {"bound": float(d.max()), "method": "max", "n": len(d)}

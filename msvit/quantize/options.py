@@ -4,7 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .guard import Gate
+from ..errors import UsageError
+from .guard import BOUND_HORIZON, BOUND_METHODS, MIN_VERIFY_IMAGES, Gate
+from .sensitivity import KERNEL_ROOM
 
 
 @dataclass
@@ -14,11 +16,28 @@ class Int8Options:
     calib_method: str | None = None  # None: the target's measured default
     min_agreement: float = 0.99  # gate: decisions equal to FP32 at the threshold
     max_auc_drop: float = 0.005  # gate: AUC drop vs FP32 (labelled verification data)
-    max_dprob: float = 0.05  # gate: max |P(fake) INT8 - P(fake) FP32| on the verification images
-    sensitivity_dprob: float = 0.02  # plan: simulated max |ΔP| the chosen INT8 layers may add
+    max_dprob: float = 0.05  # gate: on the bound of max |P(fake) INT8 - P(fake) FP32| for unseen images
+    bound_method: str = "tail"  # how that bound comes from the verification images: tail | max (see guard)
+    bound_horizon: int = BOUND_HORIZON  # tail: the bound is on the |ΔP| one unseen image in this many reaches
+    min_verify_images: int = MIN_VERIFY_IMAGES  # fewer verification images: warned, "weakly verified"
+    # plan: the simulated |ΔP| bound the chosen INT8 layers may add; None: max_dprob / KERNEL_ROOM
+    # (room for the real kernels' extra error, measured: see sensitivity.KERNEL_ROOM)
+    sensitivity_dprob: float | None = None
     max_attempts: int = 4  # guard: builds, each returning the most sensitive INT8 group to float
-    verify_data: Any = None  # folder / CSV / ImageSet; None: held-out calibration images
+    verify_data: Any = None  # folder / CSV / ImageSet, verified on *in addition to* every calibration image
+
+    def __post_init__(self) -> None:
+        if self.bound_method not in BOUND_METHODS:
+            raise UsageError(f"--bound-method {self.bound_method!r}: use one of {', '.join(BOUND_METHODS)}")
+        if self.bound_horizon < 1 or self.min_verify_images < 0:
+            raise UsageError("--bound-horizon must be >= 1 and --min-verify-images >= 0")
+
+    @property
+    def sensitivity_budget(self) -> float:
+        """``sensitivity_dprob``, or by default the gate with room left for the real kernels."""
+        return self.sensitivity_dprob if self.sensitivity_dprob is not None else self.max_dprob / KERNEL_ROOM
 
     @property
     def gate(self) -> Gate:
-        return Gate(self.min_agreement, self.max_auc_drop, self.max_dprob)
+        return Gate(self.min_agreement, self.max_auc_drop, self.max_dprob, self.bound_method, self.bound_horizon,
+                    self.min_verify_images)
