@@ -531,7 +531,7 @@ def _export_ns_problem(ns, root: Path) -> str:
         return x != x or x in (float("inf"), float("-inf")) or x < lo or (hi is not None and x > hi)
     for name, lo, hi in (("batch", 1, None), ("max_batch", 1, None), ("opset", 17, 28), ("max_auc_drop", 0, 1),
                          ("min_agreement", 0, 1), ("max_dprob", 0, 1), ("sensitivity_dprob", 0, 1)):
-        if bad(getattr(ns, name), lo, hi):
+        if getattr(ns, name) is not None and bad(getattr(ns, name), lo, hi):
             return f"--{name} {getattr(ns, name)}"
     if ns.calib_size is not None and bad(ns.calib_size, 8, 512):
         return "--calib-size"

@@ -100,8 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--min-agreement", type=float, default=0.99, help="accuracy guard: min decision agreement")
     q.add_argument("--max-dprob", type=float, default=0.05,
                    help="accuracy guard: max |P(fake) INT8 - P(fake) FP32| on any verify image (default 0.05)")
-    q.add_argument("--sensitivity-dprob", type=float, default=0.02,
-                   help="INT8 plan: simulated max |ΔP| the chosen INT8 layers may add (default 0.02)")
+    q.add_argument("--sensitivity-dprob", type=float, default=None,
+                   help="INT8 plan: simulated |ΔP| bound the chosen INT8 layers may add "
+                        "(default --max-dprob / 3: room for the real kernels' extra error)")
     t = p.add_argument_group("target options")
     t.add_argument("--trt-version", default=None, help="plan for TensorRT 10 or 11 (default: installed, else 10)")
     t.add_argument("--min-deployment-target", default="iOS16", help="Core ML minimum deployment target")
