@@ -36,7 +36,8 @@ out = run({name}=x)  # x: {dtype} {shape}
     "trt": ("Python (msvit)", """from msvit.runtime import load
 out = load("{file}").run(x)  # x: {dtype} {shape}
 """, "C++: `IRuntime::deserializeCudaEngine` after skipping msvit's JSON header (see README)"),
-    "coreml": ("Swift (Core ML)", """let model = try MLModel(contentsOf: url)
+    "coreml": ("Swift (Core ML)", """let url = Bundle.main.url(forResource: "{file}", withExtension: nil)!  // compiled to .mlmodelc by Xcode
+let model = try MLModel(contentsOf: url)
 let out = try model.prediction(from: input)  // input "{name}": CVPixelBuffer {shape}
 """, "Vision: `VNCoreMLRequest(model: VNCoreMLModel(for: model))`"),
 }
