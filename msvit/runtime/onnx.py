@@ -19,9 +19,10 @@ def set_metadata(proto: Any, metadata: dict[str, str]) -> None:
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    if str(path).endswith(".ort"):  # a flatbuffer, not a protobuf: ask onnxruntime
-        with OrtSession(path) as s:
-            return s.metadata
+    if str(path).endswith(".ort"):  # a flatbuffer, not a protobuf: read it without building a session
+        from .ort_format import read_metadata as read_ort
+
+        return read_ort(path)
     import onnx
 
     try:
