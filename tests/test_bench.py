@@ -7,6 +7,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import time
+
 import pytest
 
 from msvit.bench import ROW_KEYS, SCHEMA, BenchReport, discover_artifacts, run
@@ -185,7 +187,27 @@ def test_interleaved_rotates_blocks_and_pairs_them():
     # the machine slows down 4x between rounds: p50s would mislead, per-round ratios do not
     base, other = Interleaved([], [10.0, 40.0, 40.0]), Interleaved([], [5.0, 20.0, 20.0])
     assert paired_speedup(base, other) == 2.0
-    assert other.spread_pct == pytest.approx(75.0) and Interleaved([], [5.0]).spread_pct == 0.0
+    # interquartile range of the block medians / their median: [5, 20, 20] -> (20 - 12.5) / 20
+    assert other.spread_pct == pytest.approx(37.5) and Interleaved([], [5.0]).spread_pct == 0.0
+    # one stray block does not make a steady row noisy
+    assert Interleaved([], [10.0] * 9 + [30.0]).spread_pct == 0.0
+
+
+def test_threads_leave_busy_cores_to_their_owners():
+    import subprocess
+    import sys
+
+    from msvit.bench.timing import busy_cores, free_threads
+
+    assert free_threads(2, 0.97) == 1 and free_threads(2, 0.2) == 2 and free_threads(2, 3.0) == 1
+    assert free_threads(4, None) == 4
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert busy_cores(1.0) >= 0.7  # one core spun by another process is seen as busy
+    finally:
+        spin.kill()
+        spin.wait()
 
 
 def test_noise_verdict():

@@ -295,9 +295,6 @@ def test_image_input_artifact_matches_preprocess_plus_tensor_artifact(demo_model
 def test_image_input_refused_where_it_cannot_go(demo_model, tmp_path):
     with pytest.raises(ExportError, match="Core ML packages always take an image"):
         export(demo_model, "coreml", out_dir=tmp_path, options=ExportOptions(input="image"), log=None)
-    with pytest.raises(ExportError, match="int8 is not supported yet"):
-        export(demo_model, "onnx", "int8", out_dir=tmp_path, calib=object(), options=ExportOptions(input="image"),
-               log=None)
     with pytest.raises(ExportError, match="--input must be one of"):
         export(demo_model, "onnx", out_dir=tmp_path, options=ExportOptions(input="nhwc"), log=None)
     assert list(tmp_path.iterdir()) == []

@@ -222,3 +222,33 @@ def test_guard_gates_on_agreement_auc_and_max_dprob():
     flipped[:2, 0] *= -1
     rep = evaluate(fp32, lambda x: flipped[x[:, 0, 0, 0].astype(int)], idx, labels, Gate(max_dprob=1.0), "synthetic")
     assert rep.agreement == 0.95 and any("agreement" in r for r in rep.reasons)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["onnx", "openvino", "executorch"])
+def test_int8_with_image_input(target, demo_model, calib, eval_set, tmp_path, reference):
+    """--input image with --precision int8: calibration feeds the uint8 pixels the app will feed,
+    the in-graph cast and normalisation stay float, and the guard applies as with tensors."""
+    import torch
+
+    from msvit.preprocess import normalize
+    from msvit.runtime import load, read_metadata
+
+    with pytest.warns(UserWarning, match="weakly verified"):
+        r = export(demo_model, target, "int8", tmp_path, calib=calib, verify_data=eval_set,
+                   options=ExportOptions(input="image"), log=None, strict=False)
+    assert r.status == "ok" and r.extra["guard_passed"] is True, r.message
+    assert r.path.stem.endswith("_int8_img") and r.extra["quantized_groups"]
+    md = read_metadata(r.path)
+    assert md["input_kind"] == "image" and md["precision"] == "int8"
+    assert r.parity.n == 83 and r.parity.agreement >= 0.97 and r.parity.max_abs_dprob <= 0.05, r.parity.summary()
+    s = load(r.path)
+    try:
+        assert s.input_spec.kind == "image" and s.input_spec.dtype == "uint8"
+        u8 = reference["u8"][:6]  # DeepGuard's own letterboxed pixels, fed as pixels
+        got = s.run(normalize(u8))
+    finally:
+        s.close()
+    with torch.no_grad():
+        ref = demo_model(torch.from_numpy(normalize(u8))).numpy()
+    assert np.abs(1 / (1 + np.exp(-got)) - 1 / (1 + np.exp(-ref))).max() <= 0.05

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import http.server
-import os
-import pickle
 import random
 import threading
 from pathlib import Path

@@ -24,7 +24,8 @@ import numpy as np
 from ..errors import MsvitError
 from ..export.targets import TARGETS, get_target
 from .metrics import evaluate
-from .timing import ForeignLoad, PeakMemory, interleaved, paired_speedup, stats_from_ms
+from .timing import (ForeignLoad, PeakMemory, busy_cores, free_threads, interleaved, paired_speedup,
+                     stats_from_ms, usable_cores)
 
 SCHEMA = "msvit-bench/2"
 #: a row whose block medians differ by more than this, or other processes taking more than
@@ -65,7 +66,8 @@ class BenchRow:
     threads: int | None = None
     latency: dict[str, Any] | None = None  # batch 1: LatencyStats.to_dict()
     latency_batch: dict[str, Any] | None = None  # batch N (N > 1)
-    spread_pct: float | None = None  # (slowest - fastest block median) / median block, batch 1
+    spread_pct: float | None = None  # interquartile range of block medians / their median, batch 1
+    int8_mac_share: float | None = None  # INT8 artifacts: share of MACs its graph runs in int8 (metadata)
     speedup: float | None = None  # torch eager / this, median of per-round block ratios, batch 1
     memory_peak_mb: float | None = None
     memory_method: str | None = None
@@ -432,6 +434,8 @@ def _evaluate_row(c: Candidate, x_eval: np.ndarray, ref: np.ndarray, labels: np.
         setattr(row, k, None if v is None else round(float(v), 6 if k.startswith(("max", "mean")) else 5))
     if row.target != "torch":
         row.max_abs_dlogit = float(acc.max_abs_dlogit)
+    share = (c.s1 or c.sn).metadata.get("int8_mac_share") if row.target != "torch" else None
+    row.int8_mac_share = float(share) if share is not None else None
     main = c.a1 or c.an
     if main is not None and main.status == "failed" and row.status == "ok":
         row.status, row.icon, row.note = "failed", "❎", main.message
@@ -526,8 +530,10 @@ def run(
     if pipeline_frames < 1 or pipeline_iters < 1:
         raise BenchError("need --pipeline-frames >= 1 and --pipeline-iters >= 1")
 
+    auto_threads = threads is None and device == "cpu"
     threads = int(threads or torch.get_num_threads())
     torch.set_num_threads(threads)  # the same count goes to ORT intra_op and OV INFERENCE_NUM_THREADS
+    all_threads, busy = threads, None
 
     # ---- discover
     found = discover_artifacts(artifacts) if artifacts is not None else []
@@ -596,6 +602,16 @@ def run(
                 sampler_factory = lambda: jetson.PowerSampler(jetson_root)  # noqa: E731
             else:
                 say("⚠️  no INA3221 rails in sysfs and no tegrastats: power not measured")
+        if auto_threads:  # sessions fix their thread count when loaded: decide now, after any export
+            busy = busy_cores(1.0)
+            fit = free_threads(min(threads, usable_cores()), busy)
+            if fit < threads:
+                say(f"other processes keep {busy:.1f} of {usable_cores()} cores busy: timing with {fit} "
+                    f"thread{'s' if fit > 1 else ''}, on the free cores (--threads N to override)")
+                threads = fit
+                torch.set_num_threads(threads)
+                for c in cands:
+                    c.row.threads = threads
         for c in cands:
             if c.row.status == "unavailable":
                 say(f"❌ {c.row.name} {c.row.precision}: {c.row.note}")
@@ -627,6 +643,10 @@ def run(
                 s.close()
         if tmp_out is not None:
             shutil.rmtree(tmp_out, ignore_errors=True)
+    if noise.get("warning") and threads < all_threads:
+        noise["warning"] = noise["warning"].replace(
+            "Re-run on an idle machine.", f"Timed with {threads} of {all_threads} threads, on the cores other "
+            "processes left free; re-run on an idle machine for all-core figures.")
     if noise.get("warning"):
         say(noise["warning"])
 
@@ -640,6 +660,7 @@ def run(
     settings = {"model": model, "attn_mode": attn_mode, "weights": str(weights) if weights else None,
                 "pretrained": pretrained, "device": device, "batch": batch, "iters": iters, "warmup": warmup,
                 "block": block, "min_time_s": min_time, "threads": threads, "fps": fps,
+                "threads_auto": auto_threads, "busy_cores": None if busy is None else round(busy, 2),
                 "realtime_budget_ms": 1000.0 / fps, "data": data_desc, "labelled": labels is not None,
                 "artifacts": str(artifacts) if artifacts is not None else None,
                 "out": None if tmp_out else (str(out) if out is not None else None),

@@ -21,9 +21,12 @@ EPILOG = textwrap.dedent("""\
     Rows: PyTorch eager FP32 first (the baseline), then each artifact. All rows are timed in
     one interleaved run: round-robin, one block of --block runs each per round, so a busy or
     throttling machine slows every row alike. Speed-up = median over rounds of the baseline's
-    block time / the row's; ±% = spread of a row's block medians. When rows spread by more
-    than 25% or other processes take more than 15% of the CPUs, the report warns that
-    absolute times cannot be trusted.
+    block time / the row's; ±% = interquartile range of a row's block medians / their median.
+    Without --threads, cores that other processes keep busy (sampled for 1 s before timing)
+    are left to them: a thread pool sharing a core with a busy process waits a time slice at
+    every barrier, and each runtime's pool suffers differently. When a row's ±% exceeds 25%
+    or other processes take more than 15% of the CPUs, the report warns that absolute times
+    cannot be trusted.
     ✅ ran and met its checks · ❎ exported but a check failed (e.g. parity) · ❌ not runnable here.
     Compute is counted on the graph that runs: GMACs = fvcore/DeepGuard "FLOPs", GFLOPs = 2 × GMACs.
     exit status: 0 no ❎ row; 1 a ❎ row, or an unexpected internal error (one line and the path
@@ -83,16 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import os
-
     args = build_parser().parse_args(argv)
-    if argv is None and "OMP_WAIT_POLICY" not in os.environ:
-        # OpenMP workers that spin at barriers stall a whole time slice whenever another process
-        # holds a core (PyTorch eager, 2 threads, busy 2-core VM: 5,649 ms median spinning, 105 ms
-        # passive). libgomp reads its policy when torch loads, which `import msvit` already did:
-        # run once more with passive waits, as onnxruntime runs with spinning off.
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-        os.execv(sys.executable, [sys.executable, "-m", "msvit.bench.cli", *sys.argv[1:]])
     return run_cli(_run, args, "interrupted: no report written", prog="msvit-bench")
 
 

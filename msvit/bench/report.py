@@ -43,7 +43,8 @@ def columns(rep: BenchReport, wide: bool = True) -> list[str]:
 def cells(rep: BenchReport, r: BenchRow, wide: bool = True) -> list[str]:
     n = rep.settings.get("batch", 1)
     L, LB = r.latency or {}, r.latency_batch or {}
-    v = {"": r.icon, "format": r.name, "prec": r.precision, "dev": r.device, "MB": _f(r.size_mb, ".1f"),
+    prec = r.precision + (f" {100 * r.int8_mac_share:.0f}%" if r.int8_mac_share is not None else "")
+    v = {"": r.icon, "format": r.name, "prec": prec, "dev": r.device, "MB": _f(r.size_mb, ".1f"),
          "p50 ms": _f(L.get("p50_ms")), "p90 ms": _f(L.get("p90_ms")), "p99 ms": _f(L.get("p99_ms")),
          "std": _f(L.get("std_ms")), "±%": _f(r.spread_pct, ".0f"), "img/s": _f(L.get("throughput"), ".1f"),
          "speed-up": _f(r.speedup, ".2f") + ("×" if r.speedup is not None else ""),
@@ -69,7 +70,9 @@ def env_lines(rep: BenchReport) -> list[str]:
     lines = [f"CPU {e['cpu']} ({e['cpu_cores_physical']} physical / {e['cpu_cores_logical']} logical cores, "
              f"{e['cpu_cores_usable']} usable; int8 features: {', '.join(e.get('cpu_int8_features') or []) or 'none'})"
              f" · GPU {gpu} · {e['os']}",
-             f"threads {s['threads']} (torch, ORT intra-op, OpenVINO) · device {s['device']} · batch {s['batch']} · "
+             f"threads {s['threads']} (torch, ORT intra-op, OpenVINO"
+             + (f"; {s['busy_cores']:.1f} cores busy elsewhere" if s.get("busy_cores") is not None
+                and s.get("threads_auto") and s["busy_cores"] >= 0.5 else "") + f") · device {s['device']} · batch {s['batch']} · "
              f"{s['warmup']} warm-up + >= {s['iters']} runs interleaved in blocks of {s.get('block', 1)}"
              + (f" / >= {s['min_time_s']:g} s" if s['min_time_s'] else "")
              + (f" · other processes {rep.noise['foreign_cpu_pct']:.0f}% CPU"
@@ -107,7 +110,9 @@ def print_table(rep: BenchReport, console: Any = None, wide: bool = False) -> No
         con.print(rep.noise["warning"], style="bold yellow", highlight=False, markup=False)
     if rep.pipeline:
         con.print(pipeline_table(rep, wide))
-    con.print("±% = spread of block medians; speed-up = PyTorch eager / row, per round of the interleaved run; "
+    if any(r.int8_mac_share is not None for r in rep.rows):
+        con.print("int8 N% = share of the multiply-adds the artifact runs in int8 (read off its graph)")
+    con.print("±% = interquartile range of block medians; speed-up = PyTorch eager / row, per round of the interleaved run; "
               "RT = p99 within the real-time budget", style="dim", highlight=False)
 
 
@@ -164,7 +169,7 @@ def to_markdown(rep: BenchReport) -> str:
                                                                       ("decode", "detect", "crop", "classify"))
                        + f" | {_f(r.spread_pct, '.0f')} | {_ok(r.realtime)} | {_f(r.p_fake, '.3f')} |")
     out += ["", "✅ ran and met its checks · ❎ exported but a check failed · ❌ not runnable here. "
-            "Latency in ms at batch 1 unless marked; ±% = spread of block medians; speed-up = PyTorch "
+            "Latency in ms at batch 1 unless marked; ±% = interquartile range of block medians; speed-up = PyTorch "
             "eager / row, median of per-round block ratios of one interleaved run; "
             "RT = p99 at batch 1 within the real-time budget.", ""]
     return "\n".join(out)

@@ -51,9 +51,14 @@ class Interleaved:
 
     @property
     def spread_pct(self) -> float:
-        """(slowest - fastest block median) / median block: how much the machine moved under it."""
+        """Interquartile range of the block medians / their median: how much the machine moved
+        under this row. Quartiles, not max - min: one block hit by a cron job or a page-cache
+        flush should not call a whole run noisy (max - min flagged idle runs at 39-62%)."""
         b = np.asarray(self.block_ms)
-        return float((b.max() - b.min()) / np.median(b) * 100.0) if b.size > 1 else 0.0
+        if b.size < 2:
+            return 0.0
+        q1, med, q3 = np.percentile(b, [25, 50, 75])
+        return float((q3 - q1) / med * 100.0)
 
 
 def interleaved(fns: list[Callable[[], Any]], iters: int = 50, warmup: int = 10, block: int = 10,
@@ -132,6 +137,33 @@ class ForeignLoad:
         cpus = psutil.cpu_count() or 1
         if wall > 0:
             self.pct = max(0.0, (busy - own) / (wall * cpus) * 100.0)
+
+
+def busy_cores(seconds: float = 1.0) -> float | None:
+    """How many cores other processes keep busy, sampled over ``seconds`` of this process
+    sleeping (None without psutil)."""
+    if not _psutil_ok():
+        return None
+    import psutil
+
+    with ForeignLoad() as load:
+        time.sleep(seconds)
+    return None if load.pct is None else load.pct / 100.0 * (psutil.cpu_count() or 1)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask; os.cpu_count() elsewhere)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def free_threads(usable: int, busy: float | None) -> int:
+    """Threads that fit on the cores nobody else is using: a thread pool wider than that shares
+    a core with a foreign process, and its barriers then wait a whole time slice (2-core VM,
+    one core spun by another process: OpenVINO 20 -> 100 ms at 2 threads, 27 ms at 1), which
+    makes runtimes' ratios depend on how each pool waits rather than on the work."""
+    if busy is None:
+        return usable
+    return max(1, usable - int(round(busy)))
 
 
 def measure(fn: Callable[[np.ndarray], Any], x: np.ndarray, warmup: int = 10, iters: int = 50,

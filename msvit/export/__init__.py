@@ -72,9 +72,6 @@ def check_input(t: Target, precision: str, input_kind: str) -> None:
                "trt": "TensorRT engines take the float tensor; preprocess on the GPU"}.get(t.name, "not supported yet")
         raise ExportError(f"--input image is not available for {t.name} ({why}); "
                           f"it is for {', '.join(IMAGE_INPUT_TARGETS)}")
-    if input_kind == "image" and precision == "int8":
-        raise ExportError("--input image with --precision int8 is not supported yet: calibration feeds float "
-                          "tensors; export INT8 with --input tensor")
 
 
 def export(

@@ -189,7 +189,7 @@ def validate(args: argparse.Namespace) -> list[tuple[str, str]]:
     if args.input == "image" and args.target == "all":  # --target all skips what a target cannot do
         from . import IMAGE_INPUT_TARGETS
 
-        plan = [(n, p) for n, p in plan if n in IMAGE_INPUT_TARGETS and p != "int8"]
+        plan = [(n, p) for n, p in plan if n in IMAGE_INPUT_TARGETS]
     if not plan:
         raise UsageError(f"no target takes --precision {args.precision}" + (" with --input image"
                                                                             if args.input == "image" else ""))
@@ -278,23 +278,40 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sci(x: float) -> str:  # 4.2e-6, not 4.2e-06: the table must fit 100 columns
+    return f"{x:.1e}".replace("e-0", "e-").replace("e+0", "e+")
+
+
 def _print_table(results: list) -> None:
+    """One row per artifact in 100 columns; what is not ok, or only structure-verified, is said
+    in a line under the table (a notes column would not fit)."""
+    from rich import box
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    tab = Table(title="msvit-export", show_lines=False)
-    for col in ("", "target", "precision", "artifact", "MB", "s", "max|Δlogit|", "max|ΔP|", "agree", "note"):
-        tab.add_column(col, justify="right" if col in ("MB", "s", "max|Δlogit|", "max|ΔP|", "agree") else "left")
+    datas = {r.parity.data for r in results if r.parity}
+    tab = Table(title="msvit-export", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                caption=(f"max |Δ| and agreement vs PyTorch on {', '.join(sorted(datas))}; " if datas else "")
+                + "INT8 = share of MACs run in int8")
+    for col in ("", "target", "prec", "artifact", "MB", "s", "|Δlogit|", "|ΔP|", "agree", "INT8"):
+        tab.add_column(col, justify="right" if col in ("MB", "s", "|Δlogit|", "|ΔP|", "agree", "INT8") else "left",
+                       no_wrap=col != "artifact", overflow="fold")
+    notes = []
     for r in results:
-        par = r.parity
-        note = r.message if not r.ok else ("structure verified (cannot run here)" if r.verified == "structure"
-                                          else (par.data if par else ""))
+        par, share = r.parity, r.extra.get("int8_mac_share")
         tab.add_row(r.icon, r.target, r.precision, r.path.name if r.path else "-",
-                    f"{r.size_bytes / 1e6:.1f}" if r.size_bytes else "-", f"{r.seconds:.1f}",
-                    f"{par.max_abs_dlogit:.1e}" if par else "-", f"{par.max_abs_dprob:.1e}" if par else "-",
-                    f"{par.agreement:.3f}" if par else "-", escape(note))  # notes may carry "[extra]"
-    Console(width=max(160, Console().width)).print(tab)
+                    f"{r.size_bytes / 1e6:.1f}" if r.size_bytes else "-", f"{r.seconds:.0f}",
+                    _sci(par.max_abs_dlogit) if par else "-", _sci(par.max_abs_dprob) if par else "-",
+                    f"{par.agreement:.3f}" if par else "-", f"{100 * float(share):.0f}%" if share is not None else "")
+        if not r.ok or r.verified == "structure":
+            notes.append(f"{r.icon} {r.target} {r.precision}: "
+                         + (r.message if not r.ok else "structure verified (cannot run here)"))
+    con = Console()
+    con = con if con.is_terminal else Console(width=100)
+    con.print(tab)
+    for n in notes:
+        con.print(escape(n), highlight=False)  # notes may carry "[extra]"
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from ..quantize.executorch import ExecuTorchInt8
 from ..runtime.base import quiet_output
 from ..runtime.executorch import METADATA_METHOD, metadata_methods
 from .core import ExportContext, TargetOutput
+from .graph import example_input, graph_module
 
 
 def lower_to_pte(program: torch.export.ExportedProgram, path: Path, metadata: dict[str, str]) -> Path:
@@ -47,9 +48,10 @@ def export_program(model: nn.Module, example: torch.Tensor) -> torch.export.Expo
         raise ExportError(f"torch.export failed: {str(e).splitlines()[0][:300]}") from None
 
 
-def export_fp32_pte(model: nn.Module, path: Path, metadata: dict[str, str], batch: int = 1) -> Path:
-    size = int(getattr(model, "img_size", 224))
-    return lower_to_pte(export_program(model, torch.zeros(batch, 3, size, size)), path, metadata)
+def export_fp32_pte(model: nn.Module, path: Path, metadata: dict[str, str], batch: int = 1,
+                    input_kind: str = "tensor") -> Path:
+    return lower_to_pte(export_program(graph_module(model, input_kind), example_input(model, batch, input_kind)),
+                        path, metadata)
 
 
 def check_static(ctx: ExportContext) -> None:

@@ -63,6 +63,26 @@ _BB = r"EfficientNetFeatures_backbone/[^/;]*"
 _ANY = r"[^/;]*"
 
 
+def _pe(branch: str) -> str:  # a branch's patch-embedding projection (Sequential proj)
+    return rf"ViTLayer_{branch}/" + _ANY + r"PatchEmbed_patch_embed/" + _ANY + r"Sequential_proj/" + _ANY
+
+
+#: msvit layer group (regex over the name) -> litert-torch op-scope regex
+_GROUP_SCOPES: tuple[tuple[str, Callable[[re.Match], str]], ...] = (
+    (r"backbone", lambda m: r"EfficientNetFeatures_backbone/"),
+    (r"backbone\.stem", lambda m: _BB + r"\.(Conv2dSame_conv_stem|BatchNormAct2d_bn1|Conv2d_conv_stem)(;|/|$)"),
+    (r"backbone\.blocks\.(\d+)", lambda m: _BB + rf"Sequential_{m[1]}/"),
+    (r"([lh]_vit)", lambda m: rf"ViTLayer_{m[1]}/"),
+    (r"([lh]_vit)\.blocks", lambda m: rf"ViTLayer_{m[1]}/" + _ANY + r"ViTBlock_"),
+    (r"([lh]_vit)\.patch_embed", lambda m: rf"ViTLayer_{m[1]}/" + _ANY + r"PatchEmbed_patch_embed/"),
+    (r"([lh]_vit)\.patch_embed\.proj", lambda m: _pe(m[1]) + r"_0(;|$)"),
+    (r"([lh]_vit)\.patch_embed\.mbconv(\d+)", lambda m: _pe(m[1]) + rf"_{m[2]}/"),
+    (r"([lh]_vit)\.patch_embed\.proj(\d+)", lambda m: _pe(m[1]) + rf"_{m[2]}(;|$)"),
+    # called as a Sequential, or layer by layer (head[1](x): the scope then has no "head")
+    (r"head", lambda m: r"Sequential_head/|MultiScaleEffViT_[^/;]*/[^/;]*\.(Linear|LayerNorm|GELU|Dropout)_\d+(;|/|$)"),
+)
+
+
 def scope_regex(group: str) -> str:
     """The op-scope regex (over litert-torch tensor names) of an msvit layer group.
 
@@ -73,34 +93,10 @@ def scope_regex(group: str) -> str:
     g = group.strip()
     if g.startswith("re:"):
         return g[3:]
-    if g == "backbone":
-        return r"EfficientNetFeatures_backbone/"
-    if g == "backbone.stem":
-        return _BB + r"\.(Conv2dSame_conv_stem|BatchNormAct2d_bn1|Conv2d_conv_stem)(;|/|$)"
-    m = re.fullmatch(r"backbone\.blocks\.(\d+)", g)
-    if m:
-        return _BB + rf"Sequential_{m.group(1)}/"
-    m = re.fullmatch(r"([lh]_vit)(?:\.(.+))?", g)
-    if m:
-        branch, rest = m.group(1), m.group(2)
-        base = rf"ViTLayer_{branch}/"
-        if rest is None:
-            return base
-        if rest == "blocks":
-            return base + _ANY + r"ViTBlock_"
-        if rest == "patch_embed":
-            return base + _ANY + r"PatchEmbed_patch_embed/"
-        pe = base + _ANY + r"PatchEmbed_patch_embed/" + _ANY + r"Sequential_proj/" + _ANY
-        if rest == "patch_embed.proj":
-            return pe + r"_0(;|$)"
-        m2 = re.fullmatch(r"patch_embed\.mbconv(\d+)", rest)
-        if m2:
-            return pe + rf"_{m2.group(1)}/"
-        m2 = re.fullmatch(r"patch_embed\.proj(\d+)", rest)
-        if m2:
-            return pe + rf"_{m2.group(1)}(;|$)"
-    if g == "head":  # called as a Sequential, or layer by layer (head[1](x): the scope then has no "head")
-        return r"Sequential_head/|MultiScaleEffViT_[^/;]*/[^/;]*\.(Linear|LayerNorm|GELU|Dropout)_\d+(;|/|$)"
+    for pattern, build in _GROUP_SCOPES:
+        m = re.fullmatch(pattern, g)
+        if m:
+            return build(m)
     raise ExportError(f"unknown layer group {group!r} for LiteRT INT8: use msvit group names "
                       "(backbone.stem, backbone.blocks.N, l_vit, h_vit, l_vit.blocks, head, ...) or 're:REGEX'")
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import ExportError
-from ..quantize import run_int8
+from ..quantize import Int8Result, run_int8
 from ..quantize.onnx import OnnxInt8
 from ..runtime.base import quiet_output
 from ..runtime.onnx import set_metadata
@@ -85,15 +85,20 @@ def to_fp16(src: Path, dst: Path) -> Path:
     return dst
 
 
+def int8_onnx(ctx: ExportContext, path: Path) -> Int8Result:
+    """The guarded INT8 ONNX (onnxruntime flavour) at ``path``, from a scratch FP32 export."""
+    fp32 = export_fp32_onnx(ctx.model, ctx.work_dir / "fp32.onnx", batch=ctx.batch, dynamic_batch=ctx.dynamic_batch,
+                            opset=ctx.opset, metadata=ctx.metadata, input_kind=ctx.options.input)
+    res = run_int8(OnnxInt8(ctx.int8_job(), fp32), path)
+    fp32.unlink()
+    return res
+
+
 def export(ctx: ExportContext) -> TargetOutput:
     path = ctx.work_dir / f"{ctx.stem}.onnx"
     with_prob = ctx.options.with_prob
     if ctx.precision == "int8":
-        fp32 = export_fp32_onnx(ctx.model, ctx.work_dir / "fp32.onnx", batch=ctx.batch,
-                                dynamic_batch=ctx.dynamic_batch, opset=ctx.opset, metadata=ctx.metadata)
-        res = run_int8(OnnxInt8(ctx.int8_job(), fp32), path)
-        fp32.unlink()
-        return TargetOutput.int8(path, res)
+        return TargetOutput.int8(path, int8_onnx(ctx, path))
     if ctx.precision == "fp16":
         fp32 = export_fp32_onnx(ctx.model, ctx.work_dir / "fp32.onnx", batch=ctx.batch,
                                 dynamic_batch=ctx.dynamic_batch, opset=ctx.opset, with_prob=with_prob,

@@ -254,20 +254,15 @@ __all__ = ["mobile_usability", "ort_parity", "parse_operator_config", "to_ort_fo
 def export(ctx: Any) -> Any:
     """``--target ort``: the verified ONNX (fp32, or the guarded int8 Q/DQ graph) converted to
     ``.ort`` + its reduced-operator config, with onnxruntime's mobile-usability report."""
-    from ..quantize import run_int8
-    from ..quantize.onnx import OnnxInt8
     from .core import TargetOutput
-    from .onnx import export_fp32_onnx
+    from .onnx import export_fp32_onnx, int8_onnx
 
     src = ctx.work_dir / "src" / f"{ctx.stem}.onnx"
     src.parent.mkdir()
     extra: dict[str, Any] = {}
     res = None
     if ctx.precision == "int8":
-        fp32 = export_fp32_onnx(ctx.model, ctx.work_dir / "fp32.onnx", batch=ctx.batch,
-                                dynamic_batch=ctx.dynamic_batch, opset=ctx.opset, metadata=ctx.metadata)
-        res = run_int8(OnnxInt8(ctx.int8_job(), fp32), src)
-        fp32.unlink()
+        res = int8_onnx(ctx, src)
     else:
         export_fp32_onnx(ctx.model, src, batch=ctx.batch, dynamic_batch=ctx.dynamic_batch, opset=ctx.opset,
                          metadata=ctx.metadata, input_kind=ctx.options.input)

@@ -6,7 +6,7 @@ layers (Mlp, Attention, DropPath, trunc_normal_) wherever names line up.
 """
 from __future__ import annotations
 
-from typing import Iterator, Literal, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 import torch
 import torch.nn as nn
@@ -134,27 +134,15 @@ class ViTBlock(nn.Module):
 class ViTLayer(nn.Module):
     """PatchEmbed -> depth x ViTBlock -> LayerNorm, one branch of the multi-scale model."""
 
-    def __init__(
-        self,
-        in_chs: int,
-        block_idx: int,
-        input_resolution: Sequence[int],
-        dim: int,
-        depth: int,
-        num_heads: int,
-        mlp_ratio: float,
-        drop: float = 0.0,
-        attn_drop: float = 0.0,
-        drop_path: float = 0.0,
-        attn_mode: AttnMode = "deepguard",
-    ) -> None:
+    def __init__(self, in_chs: int, block_idx: int, input_resolution: Sequence[int], dim: int, depth: int,
+                 drop_path: float = 0.0, **block_kwargs: Any) -> None:
+        """``block_kwargs``: :class:`ViTBlock`'s ``num_heads``, ``mlp_ratio``, ``drop``, ``attn_drop``,
+        ``attn_mode``; ``drop_path`` rises linearly from 0 to this over the blocks."""
         super().__init__()
         self.patch_embed = PatchEmbed(in_chs, dim, block_idx, input_resolution)
-        self.pos_drop = nn.Dropout(drop)
+        self.pos_drop = nn.Dropout(block_kwargs.get("drop", 0.0))
         dpr = torch.linspace(0, drop_path, depth).tolist()
-        self.blocks = nn.ModuleList(
-            ViTBlock(dim, num_heads, mlp_ratio, drop, attn_drop, dpr[i], attn_mode) for i in range(depth)
-        )
+        self.blocks = nn.ModuleList(ViTBlock(dim, drop_path=dpr[i], **block_kwargs) for i in range(depth))
         self.norm = nn.LayerNorm(dim)
         self.grad_checkpointing = False
         self.apply(_init_weights)

@@ -156,7 +156,8 @@ class MultiScaleEffViT(nn.Module):
                    drop: float, attn_drop: float, drop_path: float) -> ViTLayer:
             red = info[fidx]["reduction"]
             return ViTLayer(info[fidx]["num_chs"], block_idx, (img_size // red, img_size // red), dim, depth,
-                            heads, ratio, drop, attn_drop, drop_path, attn_mode)
+                            drop_path, num_heads=heads, mlp_ratio=ratio, drop=drop, attn_drop=attn_drop,
+                            attn_mode=attn_mode)
 
         self.l_vit = branch(l_block_idx, self.l_idx, l_dim, l_depth, l_heads, l_ratio, l_drop, l_attn_drop, l_drop_path)
         self.h_vit = branch(h_block_idx, self.h_idx, h_dim, h_depth, h_heads, h_ratio, h_drop, h_attn_drop, h_drop_path)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..runtime.base import flat_metadata, quiet_output
+from ..runtime.coverage import Coverage, program_coverage
 from .runner import Built, Int8Adapter, Int8Job
 from .sensitivity import QuantPlan
 
@@ -42,23 +43,28 @@ def _quantizer(modules: list[str] | None):
         wanted = frozenset(modules)
 
         def in_wanted(n) -> bool:
+            if n.op != "call_function":  # weights/biases (get_attr) carry no module stack: the op decides
+                return True
             stack = n.meta.get("nn_module_stack") or {}
-            return any(path.removeprefix("L['self'].") in wanted for path, _ in stack.values())
+            # an --input image graph wraps the model as ``model``
+            return any(path.removeprefix("L['self'].").removeprefix("model.") in wanted for path, _ in stack.values())
 
         q.set_filter_function(in_wanted)
     return q
 
 
 def quantized_program(model: torch.nn.Module, calib_x: np.ndarray, modules: list[str] | None, batch: int = 1,
-                      log=None) -> torch.export.ExportedProgram:
-    """PT2E prepare -> calibrate -> convert -> static re-export. ``modules=None``: everything."""
+                      log=None, example: Callable[[int], torch.Tensor] | None = None) -> torch.export.ExportedProgram:
+    """PT2E prepare -> calibrate -> convert -> static re-export. ``modules=None``: everything.
+    ``calib_x`` is what the graph takes; ``example(n)`` a batch-n input of that kind."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     size = int(getattr(model, "img_size", 224))
+    example = example or (lambda n: torch.zeros(n, 3, size, size))
     t0 = time.perf_counter()
     dyn = torch.export.Dim("batch", min=1, max=max(CALIB_BATCH, batch))
     with quiet_output():
-        gm = torch.export.export(model.eval(), (torch.zeros(2, 3, size, size),), dynamic_shapes=({0: dyn},)).module()
+        gm = torch.export.export(model.eval(), (example(2),), dynamic_shapes=({0: dyn},)).module()
         te = time.perf_counter()
         prepared = prepare_pt2e(gm, _quantizer(modules))
     t1 = time.perf_counter()
@@ -68,7 +74,7 @@ def quantized_program(model: torch.nn.Module, calib_x: np.ndarray, modules: list
     t2 = time.perf_counter()
     with quiet_output():
         converted = convert_pt2e(prepared)
-        ep = torch.export.export(converted, (torch.zeros(batch, 3, size, size),))
+        ep = torch.export.export(converted, (example(batch),))
     if log:
         log(f"    pt2e: export {te - t0:.0f} s, prepare {t1 - te:.0f} s, "
             f"calibrate {t2 - t1:.0f} s ({len(calib_x)} images), convert+export {time.perf_counter() - t2:.0f} s")
@@ -102,18 +108,29 @@ class ExecuTorchInt8(Int8Adapter):
         # (re-lowering only to embed it would cost another minute or more)
         meta = {**job.metadata, **flat_metadata(self.base_info), "quantized_groups": json.dumps(plan.quantized),
                 "float_groups": json.dumps(plan.float_groups)}
+        # coverage is read off the program before lowering (a .pte hides the graph in XNNPACK blobs)
+        # and embedded now, with the rest of the metadata
         if not plan.quantized:
-            self.export_fp32(job.model, dst, meta, job.batch)
+            with quiet_output():
+                cov = program_coverage(torch.export.export(job.graph_module, (job.example(job.batch),)))
+            self.export_fp32(job.model, dst, {**meta, **flat_metadata(cov.info())}, job.batch, job.input_kind)
             scheme = "none (all float)"
         else:
-            modules = None if not plan.float_groups else plan.quantized_modules()
+            # image input: the filter keeps the in-graph cast and normalisation float
+            modules = None if not plan.float_groups and job.input_kind == "tensor" else plan.quantized_modules()
             scheme = "global" if modules is None else f"{len(modules)} leaf modules"
-            self.lower(quantized_program(job.model, job.calib.calib.x, modules, job.batch, job.log), dst, meta)
+            program = quantized_program(job.graph_module, job.feed(job.calib.calib.x), modules, job.batch, job.log,
+                                        example=job.example)
+            cov = program_coverage(program)
+            self.lower(program, dst, {**meta, **flat_metadata(cov.info())})
         if job.log:
             job.log(f"    attempt built in {time.perf_counter() - t0:.0f} s ({scheme})")
-        return Built(dst, scheme)
+        return Built(dst, (scheme, cov))
+
+    def coverage(self, built: Built) -> Coverage:
+        return built.payload[1]
 
     def write(self, best: Built, out: Path, metadata: dict[str, str], info: dict[str, Any]) -> list[Path]:
-        info["selection"] = best.payload
+        info["selection"] = best.payload[0]
         best.path.replace(out)
         return [out]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from ..runtime.coverage import Coverage, tflite_coverage
 from .runner import Built, Int8Adapter, Int8Job
 from .sensitivity import QuantPlan
 
@@ -35,9 +36,12 @@ class LiteRTInt8(Int8Adapter):
         job = self.job
         path = attempt_dir / "int8.tflite"
         prec = "int8" if plan.quantized else "fp32"
-        self.convert(job.model, path, prec, job.metadata, batch=job.batch, calib_x=job.calib.calib.x,
+        self.convert(job.model, path, prec, job.metadata, batch=job.batch, calib_x=job.calib.calib.x, input_kind=job.input_kind,
                      int8_groups=list(plan.quantized), float_bytes=self.float_bytes, log=job.log)
         return Built(path)
+
+    def coverage(self, built: Built) -> Coverage:
+        return tflite_coverage(built.path)
 
     def write(self, best: Built, out: Path, metadata: dict[str, str], info: dict[str, Any]) -> list[Path]:
         best.path.replace(out)

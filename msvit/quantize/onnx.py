@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..runtime.coverage import Coverage, onnx_coverage
 from ..runtime.onnx import set_metadata
 from .runner import Built, Int8Adapter, Int8Job, quiet_logger
 from .sensitivity import QuantPlan
@@ -44,8 +45,8 @@ def node_modules(proto) -> dict[str, str]:
             continue
         for name in n.input[1:]:
             m = _FQN.match(name) if name in inits else None
-            if m:
-                out[n.name] = m.group(1)
+            if m:  # an --input image graph wraps the model as ``model``
+                out[n.name] = m.group(1).removeprefix("model.")
                 break
     return out
 
@@ -77,7 +78,7 @@ def unleak_qdq(proto, quantized: set[str]) -> int:
 
 
 class _Reader:
-    """onnxruntime CalibrationDataReader over preprocessed images, one static batch at a time."""
+    """onnxruntime CalibrationDataReader over the graph's own inputs, one static batch at a time."""
 
     def __init__(self, x: np.ndarray, batch: int) -> None:
         self.batches = [x[i:i + batch] for i in range(0, len(x) - batch + 1, batch)]
@@ -87,7 +88,7 @@ class _Reader:
         if self.i >= len(self.batches):
             return None
         self.i += 1
-        return {"image": np.ascontiguousarray(self.batches[self.i - 1], np.float32)}
+        return {"image": np.ascontiguousarray(self.batches[self.i - 1])}
 
     def rewind(self) -> None:
         self.i = 0
@@ -138,7 +139,7 @@ class OnnxInt8(Int8Adapter):
             extra["CalibPercentile"] = 99.99
         # root logger: "consider pre-processing" (we feed the slimmed, shape-inferred graph)
         with quiet_logger(None, logging.ERROR):
-            quantize_static(str(self.fp32), str(dst), _Reader(self.job.calib.calib.x, self.job.batch),
+            quantize_static(str(self.fp32), str(dst), _Reader(self.job.feed(self.job.calib.calib.x), self.job.batch),
                             quant_format=QuantFormat.QDQ,
                             op_types_to_quantize=["Conv", "MatMul", "Gemm"] if self.for_tensorrt else ["MatMul", "Gemm"],
                             per_channel=True,
@@ -149,6 +150,9 @@ class OnnxInt8(Int8Adapter):
         unleak_qdq(qp, set(nodes))
         onnx.save(qp, str(dst))
         return Built(dst)
+
+    def coverage(self, built: Built) -> Coverage:
+        return onnx_coverage(built.path)
 
     def write(self, best: Built, out: Path, metadata: dict[str, str], info: dict[str, Any]) -> list[Path]:
         import onnx

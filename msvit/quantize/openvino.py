@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from ..cpu import cpu_int8_features
+from ..runtime.coverage import Coverage, openvino_coverage
 from ..runtime.openvino import set_metadata
 from .runner import Built, Int8Adapter, Int8Job, quiet_logger
 from .sensitivity import QuantPlan
@@ -67,7 +68,8 @@ class OpenVINOInt8(Int8Adapter):
         estimators = {"minmax": RangeEstimatorParametersSet.MINMAX,
                       "percentile": RangeEstimatorParametersSet.MEAN_QUANTILE}
         calib, b = self.job.calib.calib, self.job.batch
-        data = nncf.Dataset([calib.x[i:i + b] for i in range(0, len(calib) - b + 1, b)])
+        x = self.job.feed(calib.x)
+        data = nncf.Dataset([x[i:i + b] for i in range(0, len(x) - b + 1, b)])
         allowed = set(plan.quantized_modules())
         ignored = [op.get_friendly_name() for op in self.base.get_ops()
                    if self.weighted.get(op.get_friendly_name()) not in allowed]
@@ -82,6 +84,10 @@ class OpenVINOInt8(Int8Adapter):
         xml = attempt_dir / "int8.xml"
         ov.save_model(qm, str(xml), compress_to_fp16=False)
         return Built(xml, qm)
+
+    def coverage(self, built: Built) -> Coverage:
+        # the saved IR, as shipped: its weights are NNCF-compressed int8 constants, not FakeQuantize
+        return openvino_coverage(built.path)
 
     def write(self, best: Built, out: Path, metadata: dict[str, str], info: dict[str, Any]) -> list[Path]:
         import openvino as ov

@@ -20,6 +20,7 @@ import torch
 from ..errors import CalibrationError
 from ..model.weights import cache_dir
 from ..runtime.base import flat_metadata
+from ..runtime.coverage import Coverage
 from .calib import CalibrationSet
 from .guard import DPROB_FLOOR, Gate, quantize_with_guard
 from .options import Int8Options
@@ -126,10 +127,30 @@ class Int8Job:
     metadata: dict[str, str]  # the artifact's own metadata (INT8 facts are added to it)
     batch: int = 1
     log: Callable[[str], None] | None = print
+    #: ``image``: the artifact takes letterboxed uint8 NHWC pixels (``graph`` wraps ``model`` with
+    #: the cast and normalisation); calibration then feeds the pixels the app will feed
+    input_kind: str = "tensor"
+    graph: torch.nn.Module | None = None  # what is exported (default: ``model``)
 
     @property
     def img_size(self) -> int:
         return int(getattr(self.model, "img_size", 224))
+
+    @property
+    def graph_module(self) -> torch.nn.Module:
+        return (self.graph if self.graph is not None else self.model).eval()
+
+    def feed(self, x: np.ndarray) -> np.ndarray:
+        """Preprocessed float32 NCHW images -> what the exported graph takes."""
+        from ..runtime.base import to_image_u8
+
+        return to_image_u8(x, "NHWC") if self.input_kind == "image" else np.ascontiguousarray(x, np.float32)
+
+    def example(self, batch: int) -> torch.Tensor:
+        s = self.img_size
+        if self.input_kind == "image":
+            return torch.zeros(batch, s, s, 3, dtype=torch.uint8)
+        return torch.zeros(batch, 3, s, s)
 
 
 @dataclass
@@ -167,6 +188,10 @@ class Int8Adapter:
         """``quant_tool``, ``quant_format`` and any backend facts for the metadata."""
         return {}
 
+    def coverage(self, built: Built) -> Coverage | None:
+        """What share of the built graph's MACs and layers runs in int8 (None: not readable)."""
+        return None
+
     def write(self, best: Built, out: Path, metadata: dict[str, str], info: dict[str, Any]) -> list[Path]:
         """Write the final artifact at ``out`` (metadata embedded); return every file it consists of."""
         raise NotImplementedError
@@ -179,6 +204,22 @@ class Int8Result:
     passed: bool
     failure: str = ""  # why the guard failed, when it did (the artifact is still written)
     note: str = field(default="")
+
+
+def coverage_info(adapter: Int8Adapter, built: Built) -> dict[str, Any]:
+    """``int8_mac_share``, ``int8_macs``, ``macs_total``, ``int8_layers``, ``layers_total`` of the
+    chosen attempt, read off its graph: the plan says what was asked, this what the file holds."""
+    try:
+        cov = adapter.coverage(built)
+    except Exception as e:  # a report, not a gate: never lose a guarded artifact over it
+        warnings.warn(f"INT8 {adapter.target}: could not measure int8 coverage ({type(e).__name__}: {e})",
+                      UserWarning, stacklevel=3)
+        return {}
+    if cov is None:
+        return {}
+    if adapter.job.log:
+        adapter.job.log(f"  {cov.summary()}")
+    return cov.info()
 
 
 def run_int8(adapter: Int8Adapter, out: Path) -> Int8Result:
@@ -216,7 +257,7 @@ def run_int8(adapter: Int8Adapter, out: Path) -> Int8Result:
     try:
         res = quantize_with_guard(job.model, plan, build, vx, vy, vname, gate, log=log,
                                   max_attempts=opts.max_attempts if adapter.uses_plan else 1)
-        info = {**base_info, **cache_info, **res.info()}
+        info = {**base_info, **cache_info, **res.info(), **coverage_info(adapter, res.artifact)}
         embedded = {**job.metadata, **flat_metadata({k: v for k, v in info.items() if k not in RUN_ONLY_KEYS})}
         res.runner.close()
         files = adapter.write(res.artifact, out, embedded, info)

@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import json
 import os
-import struct
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import ArtifactError
 from .base import InputSpec, Session, first_line
+from .flatbuffer import check_end, check_header, read_file, tables_inside
 
 TFLITE_IDENTIFIER = b"TFL3"
 METADATA_NAME = "msvit"
 SIGNATURE = "serving_default"
-_MIN_SIZE = 16  # root offset + identifier + the smallest root table
 
 
 def _schema():
@@ -38,16 +36,7 @@ def _schema():
 
 
 def _read_bytes(path: str | os.PathLike) -> bytes:
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise ArtifactError(f"{p}: no such file") from None
-    except IsADirectoryError:
-        raise ArtifactError(f"{p}: is a folder, not a .tflite file") from None
-    except OSError as e:
-        raise ArtifactError(f"{p}: cannot read it ({e.strerror or e})") from None
-    return data
+    return read_file(path, ".tflite")
 
 
 def check_tflite_bytes(data: bytes, name: str = "model") -> Any:
@@ -58,21 +47,10 @@ def check_tflite_bytes(data: bytes, name: str = "model") -> Any:
     offset/size) ends inside the file: what a truncated copy or an interrupted download breaks.
     Raises :class:`ArtifactError` naming the problem.
     """
-    size = len(data)
-    if size == 0:
-        raise ArtifactError(f"{name}: empty file (0 bytes): an interrupted copy or export?")
-    if size < _MIN_SIZE:
-        raise ArtifactError(f"{name}: {size} bytes is too small to be a LiteRT model (truncated?)")
-    ident = bytes(data[4:8])
-    if ident != TFLITE_IDENTIFIER:
-        raise ArtifactError(f"{name}: not a LiteRT/TFLite flatbuffer (identifier {ident!r} at bytes 4..8, "
-                            f"expected {TFLITE_IDENTIFIER!r})")
-    (root,) = struct.unpack_from("<I", data, 0)
-    if root < 8 or root + 4 > size:
-        raise ArtifactError(f"{name}: truncated or corrupt LiteRT model (root table at byte {root}, "
-                            f"file is {size} bytes)")
+    size, what, redo = len(data), "LiteRT model", "re-export"
+    check_header(data, name, TFLITE_IDENTIFIER, what)
     schema = _schema()
-    try:
+    with tables_inside(name, what, size, redo):
         # a full unpack touches every table and vector (0.2 s for 20 MB): anything past the end raises
         schema.ModelT.InitFromPackedBuf(data, 0)
         model = schema.Model.GetRootAs(data, 0)
@@ -87,19 +65,11 @@ def check_tflite_bytes(data: bytes, name: str = "model") -> Any:
                 n = buf.DataLength()
                 if not n:
                     continue
-                o = buf._tab.Offset(4)  # the `data` vector field
-                end = buf._tab.Vector(o) + n
-            if end > size:
-                raise ArtifactError(f"{name}: truncated LiteRT model (weight buffer {i} ends at byte {end}, "
-                                    f"the file has {size} bytes): re-export or re-copy it")
+                end = buf._tab.Vector(buf._tab.Offset(4)) + n  # the `data` vector field
+            check_end(name, what, f"weight buffer {i}", end, size, redo)
         for s in range(model.SubgraphsLength()):
             sg = model.Subgraphs(s)
             sg.TensorsLength(), sg.OperatorsLength(), sg.InputsAsNumpy(), sg.OutputsAsNumpy()
-    except ArtifactError:
-        raise
-    except (IndexError, struct.error, ValueError, TypeError):  # reads past the end of the bytes
-        raise ArtifactError(f"{name}: truncated or corrupt LiteRT model (its tables point past the end of "
-                            f"the file, {size} bytes): re-export or re-copy it") from None
     return model
 
 

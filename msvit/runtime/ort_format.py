@@ -10,15 +10,13 @@ one with that check and onnxruntime's own error turned into the same type.
 from __future__ import annotations
 
 import os
-import struct
-from pathlib import Path
 from typing import Any
 
 from ..errors import ArtifactError
 from .base import first_line
+from .flatbuffer import check_end, check_header, read_file, tables_inside
 
 ORT_IDENTIFIER = b"ORTM"
-_MIN_SIZE = 16
 
 
 def _fbs():
@@ -28,15 +26,7 @@ def _fbs():
 
 
 def _read(path: str | os.PathLike) -> bytes:
-    p = Path(path)
-    try:
-        return p.read_bytes()
-    except FileNotFoundError:
-        raise ArtifactError(f"{p}: no such file") from None
-    except IsADirectoryError:
-        raise ArtifactError(f"{p}: is a folder, not an .ort file") from None
-    except OSError as e:
-        raise ArtifactError(f"{p}: cannot read it ({e.strerror or e})") from None
+    return read_file(path, ".ort")
 
 
 def is_ort_bytes(data: bytes) -> bool:
@@ -50,22 +40,11 @@ def check_ort_bytes(data: bytes, name: str = "model") -> Any:
     A fast pre-check: identifier, root table, graph, every initializer's bytes inside the file
     (the bulk of a model, so what a truncated copy loses first). onnxruntime's own flatbuffer
     verifier, run by :func:`ort_session`, covers the remaining tables."""
-    size = len(data)
-    if size == 0:
-        raise ArtifactError(f"{name}: empty file (0 bytes): an interrupted copy or export?")
-    if size < _MIN_SIZE:
-        raise ArtifactError(f"{name}: {size} bytes is too small to be an ORT format model (truncated?)")
-    ident = bytes(data[4:8])
-    if ident != ORT_IDENTIFIER:
-        hint = " (this looks like an ONNX protobuf: name it .onnx)" if data[:1] == b"\x08" else ""
-        raise ArtifactError(f"{name}: not an ORT format model (identifier {ident!r} at bytes 4..8, "
-                            f"expected {ORT_IDENTIFIER!r}){hint}")
-    (root,) = struct.unpack_from("<I", data, 0)
-    if root < 8 or root + 4 > size:
-        raise ArtifactError(f"{name}: truncated or corrupt ORT model (root table at byte {root}, "
-                            f"file is {size} bytes)")
+    size, what, redo = len(data), "ORT format model", "re-convert"
+    check_header(data, name, ORT_IDENTIFIER, what,
+                 hint=" (this looks like an ONNX protobuf: name it .onnx)" if data[:1] == b"\x08" else "")
     fbs = _fbs()
-    try:
+    with tables_inside(name, what, size, redo):
         sess = fbs.InferenceSession.InferenceSession.GetRootAs(data, 0)
         model = sess.Model()
         if model is None:
@@ -76,20 +55,12 @@ def check_ort_bytes(data: bytes, name: str = "model") -> Any:
         for i in range(graph.InitializersLength()):
             t = graph.Initializers(i)
             n = t.RawDataLength()
-            if n:
-                end = t._tab.Vector(t._tab.Offset(12)) + n  # the raw_data vector
-                if end > size:
-                    raise ArtifactError(f"{name}: truncated ORT model (initializer {i} ends at byte {end}, "
-                                        f"the file has {size} bytes): re-convert or re-copy it")
+            if n:  # the raw_data vector
+                check_end(name, what, f"initializer {i}", t._tab.Vector(t._tab.Offset(12)) + n, size, redo)
         graph.NodesLength(), graph.InputsLength(), graph.OutputsLength()
         for i in range(model.MetadataPropsLength()):
             e = model.MetadataProps(i)
             e.Key(), e.Value()
-    except ArtifactError:
-        raise
-    except (IndexError, struct.error, ValueError, TypeError, UnicodeDecodeError):
-        raise ArtifactError(f"{name}: truncated or corrupt ORT model (its tables point past the end of "
-                            f"the file, {size} bytes): re-convert or re-copy it") from None
     return sess
 
 
