@@ -248,3 +248,22 @@ def test_int8_row_over_its_own_gate_is_flagged(onnx_dir, demo_weights, faces_dir
     row = rep.rows[1]
     assert row.precision == "int8" and row.status == "failed" and row.icon == "❎"
     assert "guard_max_dprob" in row.note and row.max_abs_dprob > 1e-9
+
+
+def test_tensor_and_image_variants_are_rows_of_their_own(tmp_path):
+    """An --input image artifact beside its tensor twin (same target, precision, batch) is
+    benchmarked too, not skipped as a duplicate; its row says what it takes."""
+    from types import SimpleNamespace
+
+    from msvit.bench import Artifact, _artifact_rows
+
+    arts = []
+    for kind in ("tensor", "image"):
+        p = tmp_path / f"m_{kind}.onnx"
+        p.write_bytes(b"x" * 10)
+        arts.append(Artifact(p, "onnx", "fp32", 1, "ms_eff_vit_b0", "deepguard", weights_sha256="w",
+                             metadata={"input_kind": kind} if kind == "image" else {}))
+    said = []
+    cands = _artifact_rows(arts, None, None, 1, 1, SimpleNamespace(weights_sha256="w"), said.append)
+    assert [(c.row.input_kind, c.row.note) for c in cands] == [("tensor", ""), ("image", "uint8 image input")]
+    assert not said  # nothing skipped

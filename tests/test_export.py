@@ -292,6 +292,28 @@ def test_image_input_artifact_matches_preprocess_plus_tensor_artifact(demo_model
     assert "uint8" in card and "1x224x224x3" in card and "(applied inside the graph)" in card
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["openvino", "executorch", "torchscript", "ort"])
+def test_image_input_parity_per_target(target, demo_model, eval_set, tmp_path, reference):
+    """--input image for every other target that can hold the preprocessing: uint8 NHWC pixels
+    in; P(fake) within 1e-4 of msvit.preprocess + the PyTorch model, fed DeepGuard's own pixels."""
+    from msvit.preprocess import normalize
+    from msvit.runtime import load, read_metadata
+
+    r = export(demo_model, target, out_dir=tmp_path, verify_data=eval_set.subset(range(8)),
+               options=ExportOptions(input="image"), log=None)
+    assert r.ok and r.path.stem.endswith("_fp32_img") and r.parity.max_abs_dprob <= 1e-4, r.message
+    assert read_metadata(r.path)["input_kind"] == "image"
+    u8 = reference["u8"][:4]
+    with load(r.path) as s:
+        assert (s.input_spec.kind, s.input_spec.dtype, s.input_spec.layout) == ("image", "uint8", "NHWC")
+        got = s.run(normalize(u8))  # the session feeds an image-input artifact its exact pixels
+    with torch.no_grad():
+        ref = demo_model(torch.from_numpy(normalize(u8))).numpy()
+    np.testing.assert_allclose(1 / (1 + np.exp(-got)), 1 / (1 + np.exp(-ref)), atol=1e-4)
+    assert "uint8" in r.card.read_text()
+
+
 def test_image_input_refused_where_it_cannot_go(demo_model, tmp_path):
     with pytest.raises(ExportError, match="Core ML packages always take an image"):
         export(demo_model, "coreml", out_dir=tmp_path, options=ExportOptions(input="image"), log=None)

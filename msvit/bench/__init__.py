@@ -67,6 +67,7 @@ class BenchRow:
     latency: dict[str, Any] | None = None  # batch 1: LatencyStats.to_dict()
     latency_batch: dict[str, Any] | None = None  # batch N (N > 1)
     spread_pct: float | None = None  # interquartile range of block medians / their median, batch 1
+    input_kind: str = "tensor"  # image: the artifact takes letterboxed uint8 NHWC pixels (--input image)
     int8_mac_share: float | None = None  # INT8 artifacts: share of MACs its graph runs in int8 (metadata)
     speedup: float | None = None  # torch eager / this, median of per-round block ratios, batch 1
     memory_peak_mb: float | None = None
@@ -261,9 +262,10 @@ def _artifact_rows(found: list[Artifact], targets: Sequence[str] | None, precisi
             continue
         if precisions and a.precision not in precisions:
             continue
-        groups.setdefault((a.target, a.precision, a.model, a.attn_mode, a.path.suffix), []).append(a)
+        kind = a.metadata.get("input_kind", "tensor")  # tensor and --input image variants are rows of their own
+        groups.setdefault((a.target, a.precision, a.model, a.attn_mode, a.path.suffix, kind), []).append(a)
     cands = []
-    for (tname, prec, _m, _am, _sfx), arts in groups.items():
+    for (tname, prec, _m, _am, _sfx, kind), arts in groups.items():
         t = get_target(tname)
         a1 = next((a for a in arts if a.batch == 1), None) or next((a for a in arts if a.batch is None), None)
         an = (next((a for a in arts if a.batch == batch), None) or next((a for a in arts if a.batch is None), None)
@@ -275,7 +277,8 @@ def _artifact_rows(found: list[Artifact], targets: Sequence[str] | None, precisi
             continue
         main = a1 or an
         row = BenchRow(t.title, tname, prec, "cuda" if tname == "trt" else "cpu", "ok", "✅", threads=threads,
-                       artifact=str(main.path), size_mb=round(_size_bytes(main.files) / 1e6, 3))
+                       artifact=str(main.path), size_mb=round(_size_bytes(main.files) / 1e6, 3), input_kind=kind,
+                       note="uint8 image input" if kind == "image" else "")
         why = _why_not(tname) if main.path.suffix != ".onnx" or tname != "trt" else main.message
         if main.status == "unavailable" or why:
             row.status, row.icon, row.note = "unavailable", "❌", why or main.message
@@ -283,7 +286,7 @@ def _artifact_rows(found: list[Artifact], targets: Sequence[str] | None, precisi
             continue
         c = Candidate(row, a1, an)
         if a1 is None:
-            row.note = f"no batch-1 artifact (static batch {an.batch})"
+            row.note = (row.note + "; " if row.note else "") + f"no batch-1 artifact (static batch {an.batch})"
         if main.weights_sha256 is None or main.weights_sha256 != (getattr(net, "weights_sha256", "") or None):
             row.note = (row.note + "; " if row.note else "") + "exported from other/unknown weights: parity not judged"
             c.judge_parity = False
