@@ -21,7 +21,7 @@ echo "import site; site.addsitedir('$(python -c "$purelib")')" \
   > "$(.venv-litert/bin/python -c "$purelib")/zz_msvit_main_venv.pth"
 .venv-litert/bin/python -m pip install -q -e ".[litert]"
 lint-imports  # the layer contract (pyproject.toml): an import loop fails here
-python -m pytest -q "$@"
+python -m pytest -q --durations=15 "$@"
 if [ $# -eq 0 ]; then  # the LiteRT converter's tests, skipped above for want of litert-torch
   .venv-litert/bin/python -m pytest -q tests/test_litert.py
 fi
