@@ -155,3 +155,23 @@ def test_recorded_measurements_the_rule_was_chosen_on():
     assert MIN_TAIL_INDEX >= 0.41  # largest index needed (p95 of resamples, same source, 9 artifacts)
     assert KERNEL_ROOM >= 2.74  # largest real/simulated max|ΔP| above the 0.001 noise floor (openvino, eval/)
     assert math.isclose(Gate().max_dprob, 0.05)
+
+
+def test_unknown_int8_method_is_a_clear_error_before_any_work(tmp_path):
+    """A method the backend does not have is refused by name, listing the ones it has, before
+    calibration, planning or any file is written."""
+    from msvit.errors import CalibrationError
+    from msvit.quantize.runner import Int8Adapter, Int8Job, run_int8
+
+    class Never(Int8Adapter):
+        target, methods = "onnx", ("minmax", "entropy", "percentile")
+
+        def build(self, plan, method, attempt_dir):  # pragma: no cover - must not be reached
+            raise AssertionError("built despite an unknown method")
+
+    job = Int8Job(model=None, calib=None, options=Int8Options(calib_method="adaround"), work_dir=tmp_path,
+                  metadata={}, log=None)
+    with pytest.raises(CalibrationError, match="--calib-method adaround is not available for onnx: "
+                                               "use minmax or entropy or percentile"):
+        run_int8(Never(job), tmp_path / "out.onnx")
+    assert list(tmp_path.iterdir()) == []
