@@ -138,3 +138,21 @@ def artifact_openvino_int8(demo_model, calib_set, tmp_path_factory):
 @pytest.fixture(scope="session")
 def artifact_executorch_int8(demo_model, calib_set, tmp_path_factory):
     return _int8_default("executorch", demo_model, calib_set, tmp_path_factory)
+
+
+@pytest.fixture
+def refuses_truncations(tmp_path):
+    """``check(data, suffix, cuts, *openers)``: every opener raises ArtifactError on each cut-short
+    copy of ``data`` (the first one with a message naming why), nothing reaches a C++ loader."""
+    from msvit.errors import ArtifactError
+
+    def check(data: bytes, suffix: str, cuts, *openers) -> None:
+        for cut in cuts:
+            bad = tmp_path / f"cut{cut}{suffix}"
+            bad.write_bytes(data[:cut])
+            with pytest.raises(ArtifactError, match="empty|too small|truncated|corrupt"):
+                openers[0](bad)
+            for opener in openers[1:]:
+                with pytest.raises(ArtifactError):
+                    opener(bad)
+    return check
