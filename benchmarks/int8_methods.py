@@ -8,7 +8,7 @@ multiply-adds in int8 (msvit.runtime.coverage on the artifact/program, not on a 
 of decisions at P=0.5 with PyTorch FP32, max |ΔP|, AUC and its drop vs the FP32 AUC, and the
 seconds spent quantizing. A row that raises prints its one-line error instead.
 
-Rows (``--rows`` takes names, name prefixes such as ``trt``/``ov``, or the group digits 1-6):
+Rows (``--rows`` takes names, name prefixes such as ``trt``/``ov``, or the group digits 0-7):
 
 1 trt-minmax/-entropy/-percentile  onnxruntime quantize_static, TensorRT flavour: QDQ on the
                                    inputs of all Conv/MatMul/Gemm, symmetric int8 activations,
@@ -26,7 +26,19 @@ Rows (``--rows`` takes names, name prefixes such as ``trt``/``ov``, or the group
                                    percentile); cle-quark-bc: Quark's own pipeline, CLE + bias
                                    correction
 6 mixed-k1/-k3/-k5                 the best row-1 method with the K most sensitive layer groups
-                                   float (stem; + blocks.0-1; + blocks.2-3)
+                                   float (stem; + blocks.0-1; + blocks.2-3); mixed-k3-minmax /
+                                   -k5-minmax: the same with minmax ranges
+  mixed-se                         the same with every squeeze-excite conv float (their inputs are
+                                   pooled vectors of range ~0.3; < 0.1 % of the MACs)
+  w8a16-k5                         stem + blocks.0-3 with 16-bit activations (int8 weights), the
+                                   rest W8A8 (onnxruntime TensorQuantOverrides, minmax); W8A16 is
+                                   not int8
+7 quark-adaround / -adaquant       AMD Quark's pipeline (as cle-quark-bc, no CLE) + AdaRound /
+                                   AdaQuant weight optimisation, on --ada-images calibration images
+                                   for --ada-iters iterations per layer (CPU: minutes per row)
+0 fp32-noise                       not INT8: the FP32 ONNX on eval/ plus uniform noise of ±0.5
+                                   pixel step (an 8-bit image's own rounding): the fixture's noise
+                                   floor (benchmarks/int8_noise_floor.py measures it per layer)
 
 The goal (issue 12): >= 95 % of MACs int8, agreement >= 0.99, max|ΔP| <= 0.02, AUC drop <= 0.005.
 """
@@ -40,7 +52,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -58,9 +70,11 @@ GROUPS = {
     "3": ["ov-mixed", "ov-performance", "ov-fullbc", "ov-transformer", "ov-sq-conv", "ov-meanquantile"],
     "4": ["et-xnnpack"],
     "5": ["cle-quark", "cle-aimet", "cle-quark-bc"],
-    "6": ["mixed-k1", "mixed-k3", "mixed-k5"],
+    "6": ["mixed-k1", "mixed-k3", "mixed-k5", "mixed-k3-minmax", "mixed-k5-minmax", "mixed-se", "w8a16-k5"],
+    "7": ["quark-adaround", "quark-adaquant"],
+    "0": ["fp32-noise"],
 }
-ALL = ["fp32-onnx"] + [r for g in GROUPS.values() for r in g]
+ALL = ["fp32-onnx"] + [r for k, g in GROUPS.items() if k != "0" for r in g] + GROUPS["0"]
 
 #: layer groups left float by the mixed-precision rows, most sensitive first (project facts:
 #: stem 1.7 % of MACs, blocks.0 1.6 %, blocks.1 8.5 %, blocks.2 5.9 %, blocks.3 6.8 %)
@@ -142,8 +156,11 @@ def run_onnx(path: Path, x: np.ndarray) -> np.ndarray:
 
 
 def ort_quantize(ctx: Ctx, src: Path, dst: Path, method: str, flavour: str,
-                 exclude_modules: list[str] | None = None) -> Path:
-    """quantize_static QDQ on every Conv/MatMul/Gemm (less the nodes of ``exclude_modules``)."""
+                 exclude_modules: list[str] | None = None, a16_modules: list[str] | None = None) -> Path:
+    """quantize_static QDQ on every Conv/MatMul/Gemm (less the nodes whose module name contains one
+    of ``exclude_modules``);
+    the inputs of ``a16_modules``' nodes get 16-bit activations (W8A16, onnxruntime's
+    TensorQuantOverrides)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -159,9 +176,21 @@ def ort_quantize(ctx: Ctx, src: Path, dst: Path, method: str, flavour: str,
     ops = ("Conv", "MatMul", "Gemm")
     proto = onnx.load(str(src))
     excluded: list[str] = []
+    mods = node_modules(proto)
     if exclude_modules:
-        mods = node_modules(proto)
-        excluded = [n for n, m in mods.items() if any(m.startswith(p) for p in exclude_modules)]
+        excluded = [n for n, m in mods.items() if any(p in m for p in exclude_modules)]
+    if a16_modules:
+        a16 = {n.input[0] for n in proto.graph.node
+               if any(p in mods.get(n.name, "") for p in a16_modules)}
+        extra["TensorQuantOverrides"] = {t: [{"quant_type": QuantType.QInt16 if flavour == "trt" else
+                                              QuantType.QUInt16}] for t in sorted(a16)}
+        # 16-bit Q/DQ is standard from opset 21 (the contrib-domain ops would hide shapes from
+        # onnx shape inference, which coverage counts MACs with)
+        if max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) < 21:
+            from onnx import version_converter
+
+            src = dst.with_name(dst.stem + "-opset21.onnx")
+            onnx.save(version_converter.convert_version(proto, 21), str(src))
     quantized = {n.name for n in proto.graph.node if n.op_type in ops and n.name not in excluded}
     root = logging.getLogger()
     old = root.level
@@ -182,12 +211,12 @@ def ort_quantize(ctx: Ctx, src: Path, dst: Path, method: str, flavour: str,
 
 
 def row_ort(ctx: Ctx, name: str, method: str, flavour: str, src: Path | None = None,
-            exclude: list[str] | None = None, note: str = "") -> dict[str, Any]:
+            exclude: list[str] | None = None, note: str = "", a16: list[str] | None = None) -> dict[str, Any]:
     from msvit.runtime.coverage import onnx_coverage
 
     dst = ctx.tmp / f"{name}.onnx"
     t0 = time.perf_counter()
-    ort_quantize(ctx, src or ctx.fp32, dst, method, flavour, exclude)
+    ort_quantize(ctx, src or ctx.fp32, dst, method, flavour, exclude, a16)
     tq = time.perf_counter() - t0
     cov = onnx_coverage(dst)
     return {"coverage": cov, "quant_s": tq, "logits": run_onnx(dst, ctx.x), "note": note}
@@ -276,23 +305,28 @@ equalize_model(m)
 onnx.save(m, sys.argv[2])
 """
 
-# Quark's own pipeline: CLE + bias correction, symmetric int8 QDQ (percentile) on every op Quark quantizes
-# by default (not only Conv/MatMul/Gemm), per-channel weights
-QUARK_BC = """
-import sys, numpy as np, onnx
-from quark.onnx import (QConfig, ModelQuantizer, Int8Spec, QLayerConfig, CLEConfig, BiasCorrectionConfig,
-                        CalibrationDataReader, QuantGranularity)
-x = np.load(sys.argv[3])
-class R(CalibrationDataReader):
+# Quark's own pipeline: symmetric int8 QDQ (percentile) on every op Quark quantizes by default (not
+# only Conv/MatMul/Gemm), per-channel weights, with one algorithm: cle-bc = CLE + bias correction;
+# adaround / adaquant = per layer, the weights' rounding / the weights themselves optimised to
+# reconstruct the float layer's output, on the first N images for ITERS iterations
+QUARK_PIPELINE = """
+import sys, numpy as np
+import quark.onnx as Q
+x = np.load(sys.argv[3]); algo, n, iters = sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
+class R(Q.CalibrationDataReader):
     def __init__(s): s.i = 0
     def get_next(s):
         if s.i >= len(x): return None
         s.i += 1; return {"image": x[s.i - 1:s.i]}
     def rewind(s): s.i = 0
-cfg = QConfig(global_config=QLayerConfig(activation=Int8Spec(),  # symmetric, percentile calibration
-                                         weight=Int8Spec(quant_granularity=QuantGranularity.Channel)),
-              algo_config=[CLEConfig(cle_steps=-1), BiasCorrectionConfig()])
-ModelQuantizer(cfg).quantize_model(sys.argv[1], sys.argv[2], R())
+kw = dict(num_iterations=iters, batch_size=1, num_batches=n, data_size=n)
+algos = {"cle-bc": lambda: [Q.CLEConfig(cle_steps=-1), Q.BiasCorrectionConfig()],
+         "adaround": lambda: [Q.AdaRoundConfig(**kw)],
+         "adaquant": lambda: [Q.AdaQuantConfig(learning_rate=1e-5, **kw)]}[algo]()
+cfg = Q.QConfig(global_config=Q.QLayerConfig(activation=Q.Int8Spec(),
+                                             weight=Q.Int8Spec(quant_granularity=Q.QuantGranularity.Channel)),
+                algo_config=algos)
+Q.ModelQuantizer(cfg).quantize_model(sys.argv[1], sys.argv[2], R())
 """
 
 
@@ -317,19 +351,39 @@ def changed_weights(a: Path, b: Path) -> int:
     return sum(1 for k, v in wa.items() if k in wb and v.shape == wb[k].shape and not np.allclose(v, wb[k]))
 
 
-def row_cle(ctx: Ctx, lib: str) -> dict[str, Any]:
+def row_quark(ctx: Ctx, algo: str) -> dict[str, Any]:
+    """AMD Quark's own pipeline with ``algo`` (see QUARK_PIPELINE), in the Quark overlay venv."""
     from msvit.runtime.coverage import onnx_coverage
 
+    ada = algo != "cle-bc"
+    n = min(ctx.a.ada_images, len(ctx.calib_x)) if ada else len(ctx.calib_x)
+    np.save(ctx.tmp / "calib.npy", ctx.calib_x)
+    dst = ctx.tmp / f"quark-{algo}.onnx"
+    t0 = time.perf_counter()
+    overlay(ctx.a.quark_python, QUARK_PIPELINE, str(ctx.fp32), str(dst), str(ctx.tmp / "calib.npy"), algo, str(n),
+            str(ctx.a.ada_iters), timeout=3600)
+    what = f"{algo} ({n} images, {ctx.a.ada_iters} iterations/layer)" if ada else "CLE + BiasCorrection"
+    return {"coverage": onnx_coverage(dst), "quant_s": time.perf_counter() - t0, "logits": run_onnx(dst, ctx.x),
+            "note": f"Quark pipeline: {what}, sym int8 QDQ"}
+
+
+def row_noise(ctx: Ctx) -> dict[str, Any]:
+    from msvit.model.variants import IMAGENET_STD
+    from msvit.runtime.coverage import onnx_coverage
+
+    rng = np.random.default_rng(0)
+    std = np.asarray(IMAGENET_STD, np.float32).reshape(1, 3, 1, 1)
+    noise = (rng.uniform(-0.5, 0.5, ctx.x.shape) / 255 / std).astype(np.float32)
+    return {"coverage": onnx_coverage(ctx.fp32), "quant_s": 0.0, "logits": run_onnx(ctx.fp32, ctx.x + noise),
+            "note": "FP32, input + uniform ±0.5 pixel step: the fixture's noise floor, no quantization"}
+
+
+def row_cle(ctx: Ctx, lib: str) -> dict[str, Any]:
+    if lib == "quark-bc":
+        return row_quark(ctx, "cle-bc")
     method = ctx.best_trt[0] if ctx.best_trt else "percentile"
     src = ctx.tmp / f"cle-{lib}.onnx"
     t0 = time.perf_counter()
-    if lib == "quark-bc":
-        np.save(ctx.tmp / "calib.npy", ctx.calib_x)
-        dst = ctx.tmp / "quark-bc.onnx"
-        overlay(ctx.a.quark_python, QUARK_BC, str(ctx.fp32), str(dst), str(ctx.tmp / "calib.npy"))
-        tq = time.perf_counter() - t0
-        return {"coverage": onnx_coverage(dst), "quant_s": tq, "logits": run_onnx(dst, ctx.x),
-                "note": "Quark pipeline: CLE + BiasCorrection, sym int8 QDQ"}
     out = overlay(ctx.a.quark_python if lib == "quark" else ctx.a.aimet_python,
                   QUARK_CLE if lib == "quark" else AIMET_CLE, str(ctx.fp32), str(src))
     t_cle = time.perf_counter() - t0
@@ -361,9 +415,19 @@ def build_row(ctx: Ctx, name: str) -> dict[str, Any]:
         return row_et(ctx)
     if kind == "cle":
         return row_cle(ctx, rest)
+    if name == "fp32-noise":
+        return row_noise(ctx)
+    if kind == "quark":
+        return row_quark(ctx, rest)
+    method = ctx.best_trt[0] if ctx.best_trt else ctx.a.mixed_method
+    if name == "mixed-se":
+        return row_ort(ctx, name, method, "trt", exclude=[".se."], note=f"trt-{method}, SE convs float")
+    if name == "w8a16-k5":  # minmax: onnxruntime's percentile calibrator fails on 16-bit overrides (ZeroDivisionError)
+        return row_ort(ctx, name, "minmax", "trt", a16=MIXED_FLOAT[5],
+                       note="trt-minmax, W8A16: " + ", ".join(p.removeprefix(BB).rstrip(".") for p in MIXED_FLOAT[5]))
     if kind == "mixed":
-        k = int(rest[1:])
-        method = ctx.best_trt[0] if ctx.best_trt else ctx.a.mixed_method
+        k_name, _, forced = rest.partition("-")  # mixed-k5-minmax: that method, not the best row-1 one
+        k, method = int(k_name[1:]), forced or method
         return row_ort(ctx, name, method, "trt", exclude=MIXED_FLOAT[k],
                        note=f"trt-{method}, float: " + ", ".join(p.removeprefix(BB).rstrip(".")
                                                                   for p in MIXED_FLOAT[k]))
@@ -397,7 +461,7 @@ HEAD = (f"{'row':<16} {'MACs':>6} {'layers':>7} {'agree':>6} {'max|dP|':>7} {'me
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--rows", nargs="+", help="row names, prefixes or group digits 1-6 (default: all)")
+    ap.add_argument("--rows", nargs="+", help="row names, prefixes or group digits 0-7 (default: all)")
     ap.add_argument("--weights", default="../shared/weights/ms_eff_vit_b0_demo.bin")
     ap.add_argument("--calib", default="../shared/data/faces/calib")
     ap.add_argument("--train", default="../shared/data/faces/train")
@@ -409,6 +473,8 @@ def main() -> None:
                          ".venv's: python3 -m venv V, a .pth in V's site-packages with "
                          "'import site; site.addsitedir(\"<.venv site-packages>\")', V/bin/pip install amd-quark)")
     ap.add_argument("--aimet-python", default=None, help="the same with aimet-onnx 2.42 (row 5)")
+    ap.add_argument("--ada-images", type=int, default=16, help="row 7: calibration images AdaRound/AdaQuant fit on")
+    ap.add_argument("--ada-iters", type=int, default=100, help="row 7: optimisation iterations per layer")
     ap.add_argument("--top", type=int, default=3, help="name the N largest float layers of a row (0: none)")
     ap.add_argument("--json", type=Path, help="also write the rows as JSON here")
     a = ap.parse_args()

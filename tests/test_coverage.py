@@ -69,6 +69,19 @@ def test_onnx_weight_only_or_activation_only_qdq_is_not_int8():
     assert onnx_coverage(proto).macs_int8 == 0
 
 
+def test_onnx_16bit_activation_is_not_int8():
+    """W8A16 (onnxruntime's 16-bit Q/DQ, as mixed precision uses it) counts as float."""
+    from onnx import TensorProto, numpy_helper
+
+    proto = _toy_onnx(qdq_conv=True)
+    assert onnx_coverage(proto).layers_int8 == 1
+    zp = next(i for i in proto.graph.initializer if i.name == "x_z")
+    zp.CopyFrom(numpy_helper.from_array(np.array(0, np.int16), "x_z"))
+    assert zp.data_type == TensorProto.INT16
+    cov = onnx_coverage(proto)
+    assert (cov.macs_int8, cov.layers_int8) == (0, 0)
+
+
 def test_onnx_depthwise_and_integer_ops():
     from onnx import TensorProto, helper, numpy_helper
 

@@ -74,6 +74,7 @@ def test_onnx_int8_is_really_int8_and_self_describing(onnx_int8, calib):
     assert ops.count("QuantizeLinear") >= 10 and ops.count("DequantizeLinear") >= 10
     md = read_metadata(onnx_int8.path)
     assert md["calib_method"] == "minmax" and md["calib_size"] == str(len(calib.calib)) == "60"
+    assert md["int8_method"].startswith("selective PTQ: sensitivity plan, minmax ranges, accuracy guard")
     assert md["calib_sha256"] == calib.sha256 and "onnxruntime" in md["quant_tool"]
     assert "backbone.stem" in md["float_groups"]
 

@@ -67,7 +67,7 @@ class ExportContext:
 
     def example(self) -> torch.Tensor:
         """An input of the exported graph's own kind (``options.input``)."""
-        from .graph import example_input
+        from ..runtime.base import example_input
 
         return example_input(self.model, self.batch, self.options.input)
 

@@ -18,10 +18,10 @@ import torch.nn as nn
 from ..errors import ExportError
 from ..quantize import run_int8
 from ..quantize.executorch import ExecuTorchInt8
-from ..runtime.base import quiet_output
+from ..runtime.base import example_input, quiet_output
 from ..runtime.executorch import METADATA_METHOD, metadata_methods
 from .core import ExportContext, TargetOutput
-from .graph import example_input, graph_module
+from .graph import graph_module
 
 
 def lower_to_pte(program: torch.export.ExportedProgram, path: Path, metadata: dict[str, str]) -> Path:

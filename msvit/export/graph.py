@@ -32,13 +32,6 @@ def graph_module(model: nn.Module, input_kind: str = "tensor") -> nn.Module:
     return ImageInput(model).eval() if input_kind == "image" else model.eval()
 
 
-def example_input(model: nn.Module, batch: int = 1, input_kind: str = "tensor") -> torch.Tensor:
-    size = int(getattr(model, "img_size", 224))
-    if input_kind == "image":
-        return torch.zeros(batch, size, size, 3, dtype=torch.uint8)
-    return torch.zeros(batch, 3, size, size)
-
-
 def image_metadata(size: int, batch_dim: str) -> dict[str, str]:
     """How an ``--input image`` artifact describes its interface."""
     return {"input_kind": "image", "input_shape": f"{batch_dim}x{size}x{size}x3",

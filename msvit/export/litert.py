@@ -47,7 +47,7 @@ import torch.nn as nn
 
 from ..errors import CalibrationError, ExportError, TargetUnavailableError
 from ..fileio import atomic_write
-from ..runtime.base import to_image_u8
+from ..runtime.base import graph_feed
 from .graph import ImageInput
 from ..runtime.litert import METADATA_NAME, SIGNATURE, check_tflite_bytes, read_metadata
 
@@ -253,7 +253,7 @@ def _calib_inputs(calib_x: np.ndarray, kind: str, batch: int, limit: int | None 
     if n == 0:
         raise CalibrationError(f"need at least {batch} calibration images for a batch-{batch} model, got {len(x)}")
     x = x[:n]
-    feed = to_image_u8(x, "NHWC") if kind == "image" else x
+    feed = graph_feed(x, kind)
     return [{"image": feed[i:i + batch]} for i in range(0, n, batch)]
 
 

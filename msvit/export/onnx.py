@@ -15,10 +15,10 @@ import torch.nn as nn
 from ..errors import ExportError
 from ..quantize import Int8Result, run_int8
 from ..quantize.onnx import OnnxInt8
-from ..runtime.base import quiet_output
+from ..runtime.base import example_input, quiet_output
 from ..runtime.onnx import set_metadata
 from .core import ExportContext, TargetOutput
-from .graph import example_input, graph_module
+from .graph import graph_module
 
 OPSET_MIN = 17
 

@@ -19,7 +19,7 @@ import torch
 
 from ..errors import CalibrationError
 from ..model.weights import cache_dir
-from ..runtime.base import flat_metadata
+from ..runtime.base import example_input, flat_metadata, graph_feed
 from ..runtime.coverage import Coverage
 from .calib import CalibrationSet
 from .guard import DPROB_FLOOR, Gate, quantize_with_guard
@@ -142,15 +142,10 @@ class Int8Job:
 
     def feed(self, x: np.ndarray) -> np.ndarray:
         """Preprocessed float32 NCHW images -> what the exported graph takes."""
-        from ..runtime.base import to_image_u8
-
-        return to_image_u8(x, "NHWC") if self.input_kind == "image" else np.ascontiguousarray(x, np.float32)
+        return graph_feed(x, self.input_kind)
 
     def example(self, batch: int) -> torch.Tensor:
-        s = self.img_size
-        if self.input_kind == "image":
-            return torch.zeros(batch, s, s, 3, dtype=torch.uint8)
-        return torch.zeros(batch, 3, s, s)
+        return example_input(self.model, batch, self.input_kind)
 
 
 @dataclass
@@ -222,6 +217,15 @@ def coverage_info(adapter: Int8Adapter, built: Built) -> dict[str, Any]:
     return cov.info()
 
 
+def int8_method(adapter: Int8Adapter, method: str) -> str:
+    """The method's name, as the metadata records it (``int8_method``): what decides which
+    layers are int8, and the calibration ranges (the tool and its version: ``quant_tool``)."""
+    if adapter.uses_plan:
+        return (f"selective PTQ: sensitivity plan, {method} ranges, accuracy guard returning the most sensitive "
+                f"group to float on failure")
+    return f"whole-network PTQ: {method} ranges, accuracy guard (no per-layer fallback)"
+
+
 def run_int8(adapter: Int8Adapter, out: Path) -> Int8Result:
     """Plan, build, judge and write ``adapter``'s INT8 artifact at ``out``."""
     job, opts = adapter.job, adapter.job.options
@@ -240,7 +244,8 @@ def run_int8(adapter: Int8Adapter, out: Path) -> Int8Result:
     gate = opts.gate
     # the gate and how it is applied are known before any build: builds that embed their
     # metadata up front (ExecuTorch) carry them too, so msvit-bench can read every artifact's gate
-    base_info = {**adapter.describe(method), "calib_method": method, **job.calib.describe(),
+    base_info = {"int8_method": int8_method(adapter, method), **adapter.describe(method), "calib_method": method,
+                 **job.calib.describe(),
                  "guard_max_dprob": gate.max_dprob, "guard_bound_method": gate.describe(),
                  **({"sensitivity_dprob": round(opts.sensitivity_budget, 6)} if adapter.uses_plan else {})}
     adapter.base_info = base_info  # builds that embed metadata themselves (ExecuTorch) read it

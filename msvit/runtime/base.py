@@ -127,6 +127,22 @@ def to_image_u8(x: np.ndarray, layout: str = "NHWC") -> np.ndarray:
     return np.ascontiguousarray(u8.transpose(0, 2, 3, 1) if layout == "NHWC" else u8)
 
 
+def graph_feed(x: np.ndarray, input_kind: str = "tensor") -> np.ndarray:
+    """Preprocessed float32 NCHW images -> what a graph of ``input_kind`` takes: the same floats
+    (``tensor``), or the letterboxed uint8 NHWC pixels they came from (``image``)."""
+    return to_image_u8(x, "NHWC") if input_kind == "image" else np.ascontiguousarray(x, np.float32)
+
+
+def example_input(model: Any, batch: int = 1, input_kind: str = "tensor") -> Any:
+    """A zero batch of what a graph of ``input_kind`` takes (export and calibration trace it)."""
+    import torch
+
+    size = int(getattr(model, "img_size", 224))
+    if input_kind == "image":
+        return torch.zeros(batch, size, size, 3, dtype=torch.uint8)
+    return torch.zeros(batch, 3, size, size)
+
+
 def batch_from_shape(dim: Any) -> int | None:
     """A graph's batch dimension -> int, or None for a symbolic / dynamic one."""
     try:

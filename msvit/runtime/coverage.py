@@ -75,8 +75,9 @@ _ONNX_INT = {"QLinearConv": (0, 3), "QLinearMatMul": (0, 3), "ConvInteger": (0, 
 
 
 def onnx_coverage(model: str | os.PathLike | Any) -> Coverage:
-    """Coverage of an ONNX model (path or ModelProto): QDQ (both inputs from DequantizeLinear)
-    or integer-op (QLinearConv, QLinearMatMul, ConvInteger, MatMulInteger) layers are int8."""
+    """Coverage of an ONNX model (path or ModelProto): QDQ (both inputs from an 8-bit
+    DequantizeLinear) or integer-op (QLinearConv, QLinearMatMul, ConvInteger, MatMulInteger)
+    layers are int8; a 16-bit activation (W8A16) is not."""
     import onnx
 
     proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
@@ -86,7 +87,24 @@ def onnx_coverage(model: str | os.PathLike | Any) -> Coverage:
         if vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape"):
             shapes[vi.name] = _known(d.dim_value if d.HasField("dim_value") else None
                                      for d in vi.type.tensor_type.shape.dim)
-    producer = {o: n.op_type for n in g.node for o in n.output}
+    producer = {o: n for n in g.node for o in n.output}
+    # element type of each tensor: a DequantizeLinear is 8-bit when its quantized input (or,
+    # unknown, its zero point) is int8/uint8
+    elem = {i.name: i.data_type for i in g.initializer}
+    elem.update({vi.name: vi.type.tensor_type.elem_type for vi in [*g.input, *g.value_info, *g.output]
+                 if vi.type.HasField("tensor_type")})
+    for n in g.node:  # a Q's output type is its zero point's (default uint8)
+        if n.op_type == "QuantizeLinear" and n.output[0] not in elem:
+            elem[n.output[0]] = elem.get(n.input[2], onnx.TensorProto.UINT8) if len(n.input) > 2 and n.input[2] \
+                else onnx.TensorProto.UINT8
+
+    def dq8(name: str) -> bool:
+        dq = producer.get(name)
+        if dq is None or dq.op_type != "DequantizeLinear":
+            return False
+        t = elem.get(dq.input[0]) or (elem.get(dq.input[2]) if len(dq.input) > 2 and dq.input[2] else None)
+        return t in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
+
     layers = []
     for n in g.node:
         op = n.op_type
@@ -102,7 +120,7 @@ def onnx_coverage(model: str | os.PathLike | Any) -> Coverage:
             trans_a = op == "Gemm" and any(a.name == "transA" and a.i for a in n.attribute)
             k = (x[0] if trans_a else x[-1]) if x else 0
             macs = math.prod(y) * k if y else 0
-        int8 = op in _ONNX_INT or all(producer.get(n.input[i]) == "DequantizeLinear" for i in (ia, iw))
+        int8 = op in _ONNX_INT or all(dq8(n.input[i]) for i in (ia, iw))
         layers.append((n.name or n.output[0], macs, int8))
     batch = shapes.get(g.input[0].name, [1])[0] if g.input else 1
     return Coverage.of(_per_image(layers, batch))
