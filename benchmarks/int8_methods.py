@@ -330,11 +330,12 @@ Q.ModelQuantizer(cfg).quantize_model(sys.argv[1], sys.argv[2], R())
 """
 
 
-def overlay(python: str | None, code: str, *args: str, timeout: int = 600) -> str:
+def overlay(python: str | None, code: str, *args: str, timeout: int = 600, cwd: Path | None = None) -> str:
+    """Run ``code`` in an overlay venv's python, in ``cwd`` (Quark writes quantized_info.csv there)."""
     if not python:
         raise RuntimeError("needs --quark-python / --aimet-python (see --help)")
     r = subprocess.run(["nice", "-n", "10", python, "-c", code, *args], capture_output=True, text=True,
-                       timeout=timeout)
+                       timeout=timeout, cwd=cwd)
     if r.returncode:
         lines = [ln for ln in (r.stderr + r.stdout).splitlines() if ln.strip()]
         err = next((ln for ln in reversed(lines) if "Error" in ln or "error" in ln), lines[-1] if lines else "?")
@@ -361,7 +362,7 @@ def row_quark(ctx: Ctx, algo: str) -> dict[str, Any]:
     dst = ctx.tmp / f"quark-{algo}.onnx"
     t0 = time.perf_counter()
     overlay(ctx.a.quark_python, QUARK_PIPELINE, str(ctx.fp32), str(dst), str(ctx.tmp / "calib.npy"), algo, str(n),
-            str(ctx.a.ada_iters), timeout=3600)
+            str(ctx.a.ada_iters), timeout=3600, cwd=ctx.tmp)
     what = f"{algo} ({n} images, {ctx.a.ada_iters} iterations/layer)" if ada else "CLE + BiasCorrection"
     return {"coverage": onnx_coverage(dst), "quant_s": time.perf_counter() - t0, "logits": run_onnx(dst, ctx.x),
             "note": f"Quark pipeline: {what}, sym int8 QDQ"}
@@ -385,7 +386,7 @@ def row_cle(ctx: Ctx, lib: str) -> dict[str, Any]:
     src = ctx.tmp / f"cle-{lib}.onnx"
     t0 = time.perf_counter()
     out = overlay(ctx.a.quark_python if lib == "quark" else ctx.a.aimet_python,
-                  QUARK_CLE if lib == "quark" else AIMET_CLE, str(ctx.fp32), str(src))
+                  QUARK_CLE if lib == "quark" else AIMET_CLE, str(ctx.fp32), str(src), cwd=ctx.tmp)
     t_cle = time.perf_counter() - t0
     n = changed_weights(ctx.fp32, src)
     fp_cle = run_onnx(src, ctx.x)
