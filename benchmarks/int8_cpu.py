@@ -92,19 +92,16 @@ def ceiling_int8(target: str, fp32: Path, cal, out: Path, model: torch.nn.Module
     return None
 
 
-def coverage_of(target: str, path: Path, extra: dict | None = None) -> str:
-    """Share of MACs in int8, off the file (ONNX, OpenVINO) or as the export recorded it (.pte)."""
+def coverage_of(path: Path) -> str:
+    """Share of MACs in int8: as an msvit export recorded it in the artifact's metadata (every
+    format), else read off the graph (the ceiling's plain ONNX / OpenVINO IR)."""
+    from msvit.runtime import read_metadata
     from msvit.runtime.coverage import onnx_coverage, openvino_coverage
 
-    if target in ("onnx", "trt") and path.suffix == ".onnx":
-        return f"{100 * onnx_coverage(path).mac_share:.1f}%"
-    if target == "openvino":
-        return f"{100 * openvino_coverage(path).mac_share:.1f}%"
-    share = (extra or {}).get("int8_mac_share")
-    if share is None and path.suffix == ".pte":
-        from msvit.runtime import read_metadata
-
-        share = read_metadata(path).get("int8_mac_share")
+    share = read_metadata(path).get("int8_mac_share")
+    if share is None:
+        reader = {".onnx": onnx_coverage, ".xml": openvino_coverage}.get(path.suffix)
+        share = reader(path).mac_share if reader else None
     return "—" if share is None else f"{100 * float(share):.1f}%"
 
 
@@ -142,7 +139,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     rows.append(("torch eager", "fp32", *t_eager, None, 1.0, 0.0, label_metrics(ref, ev.labels)["auc"], "", "—",
                  None))
     for target in args.targets.split(","):
-        art, extras = {}, {}
+        art = {}
         for prec in ("fp32", "int8"):
             r = export(model, target, prec, out, calib=cal if prec == "int8" else None, verify_data=ev,
                        options=ExportOptions(int8=Int8Options(verify_data=ev)), strict=False, log=None)
@@ -150,7 +147,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
             if prec == "int8":
                 note = (f"{len(r.extra.get('quantized_groups', []))} groups int8 "
                         f"({r.extra.get('quant_format', '')}), guard {'✅' if r.ok else '❎'}")
-            art[prec], extras[prec] = (r.path, note), r.extra
+            art[prec] = (r.path, note)
         if args.ceiling:
             c = ceiling_int8(target, art["fp32"][0], cal, out, model)
             if c is not None:
@@ -162,7 +159,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
             for th in (1, 2):
                 ms[th] = interleaved_ms([runner(target, art["fp32"][0], th), runner(target, path, th)], x1, args.iters)
             a = agreement_metrics(ref, p)
-            cov = "0.0%" if prec == "fp32" else coverage_of(target, path, extras.get(prec))
+            cov = "0.0%" if prec == "fp32" else coverage_of(path)
             rows.append((target, prec, ms[1][1], ms[2][1], (ms[1][0] / ms[1][1], ms[2][0] / ms[2][1]),
                          a["agreement"], a["max_abs_dprob"], label_metrics(p, ev.labels)["auc"], note, cov, None))
         ceil = next((r[4] for r in rows[first:] if r[1].startswith("int8 whole")), None)
@@ -200,12 +197,10 @@ def compare_methods(model, cal, ev, ref, out: Path, targets: list[str]) -> None:
             r = export(model, target, "int8", out / f"{target}-{method}", calib=cal, strict=False, log=None,
                        options=ExportOptions(int8=Int8Options(calib_method=method)))
             dt = time.perf_counter() - t0
-            onnx_path = r.path if r.path.suffix == ".onnx" else None
-            if target == "trt":  # the engine cannot be built here: judge the Q/DQ ONNX it is built from
-                onnx_path = next(p for p in r.files if p.suffix == ".onnx")
-            p = load(onnx_path or r.path).run(ev.x)
+            # trt: no engine can be built here; r.path is the Q/DQ ONNX it is built from
+            p = load(r.path).run(ev.x)
             a = agreement_metrics(ref, p)
-            print(f"| {target} | {method} | {coverage_of(target, onnx_path or r.path, r.extra)} | "
+            print(f"| {target} | {method} | {coverage_of(r.path)} | "
                   f"{len(r.extra.get('quantized_groups', []))} | {len(r.extra.get('attempts', []))} | "
                   f"{'✅' if r.extra.get('guard_passed') else '❎'} | {a['agreement']:.3f} | "
                   f"{a['max_abs_dprob']:.3f} | {a['mean_abs_dprob']:.4f} | {label_metrics(p, ev.labels)['auc']:.3f} | "

@@ -84,6 +84,11 @@ MIXED_FLOAT = {1: [BB + "conv_stem"],
                5: [BB + "conv_stem", BB + "blocks.0.", BB + "blocks.1.", BB + "blocks.2.", BB + "blocks.3."]}
 
 
+def short(prefixes: list[str]) -> str:
+    """Module-name prefixes as a row note names them: ``conv_stem, blocks.0, ...``."""
+    return ", ".join(p.removeprefix(BB).rstrip(".") for p in prefixes)
+
+
 def sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z.astype(np.float64)))
 
@@ -425,13 +430,12 @@ def build_row(ctx: Ctx, name: str) -> dict[str, Any]:
         return row_ort(ctx, name, method, "trt", exclude=[".se."], note=f"trt-{method}, SE convs float")
     if name == "w8a16-k5":  # minmax: onnxruntime's percentile calibrator fails on 16-bit overrides (ZeroDivisionError)
         return row_ort(ctx, name, "minmax", "trt", a16=MIXED_FLOAT[5],
-                       note="trt-minmax, W8A16: " + ", ".join(p.removeprefix(BB).rstrip(".") for p in MIXED_FLOAT[5]))
+                       note="trt-minmax, W8A16: " + short(MIXED_FLOAT[5]))
     if kind == "mixed":
         k_name, _, forced = rest.partition("-")  # mixed-k5-minmax: that method, not the best row-1 one
         k, method = int(k_name[1:]), forced or method
         return row_ort(ctx, name, method, "trt", exclude=MIXED_FLOAT[k],
-                       note=f"trt-{method}, float: " + ", ".join(p.removeprefix(BB).rstrip(".")
-                                                                  for p in MIXED_FLOAT[k]))
+                       note=f"trt-{method}, float: " + short(MIXED_FLOAT[k]))
     raise ValueError(f"unknown row {name}")
 
 

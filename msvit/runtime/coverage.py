@@ -88,21 +88,18 @@ def onnx_coverage(model: str | os.PathLike | Any) -> Coverage:
             shapes[vi.name] = _known(d.dim_value if d.HasField("dim_value") else None
                                      for d in vi.type.tensor_type.shape.dim)
     producer = {o: n for n in g.node for o in n.output}
-    # element type of each tensor: a DequantizeLinear is 8-bit when its quantized input (or,
-    # unknown, its zero point) is int8/uint8
+    # element type of each tensor: a DequantizeLinear is 8-bit when its quantized input is
+    # int8/uint8 (type unknown: its zero point's, which has the same type; none: uint8)
     elem = {i.name: i.data_type for i in g.initializer}
     elem.update({vi.name: vi.type.tensor_type.elem_type for vi in [*g.input, *g.value_info, *g.output]
                  if vi.type.HasField("tensor_type")})
-    for n in g.node:  # a Q's output type is its zero point's (default uint8)
-        if n.op_type == "QuantizeLinear" and n.output[0] not in elem:
-            elem[n.output[0]] = elem.get(n.input[2], onnx.TensorProto.UINT8) if len(n.input) > 2 and n.input[2] \
-                else onnx.TensorProto.UINT8
 
     def dq8(name: str) -> bool:
         dq = producer.get(name)
         if dq is None or dq.op_type != "DequantizeLinear":
             return False
-        t = elem.get(dq.input[0]) or (elem.get(dq.input[2]) if len(dq.input) > 2 and dq.input[2] else None)
+        zp = dq.input[2] if len(dq.input) > 2 else ""
+        t = elem.get(dq.input[0]) or (elem.get(zp) if zp else onnx.TensorProto.UINT8)
         return t in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
 
     layers = []
