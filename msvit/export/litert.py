@@ -138,7 +138,7 @@ def _require() -> None:
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[io.StringIO]:
+def quiet_converter() -> Iterator[io.StringIO]:
     """litert-torch prints progress to stdout, the MLIR/absl C++ side logs to fd 2 and tqdm bars
     to stderr: all of it goes to a buffer (kept for error messages)."""
     buf = io.StringIO()
@@ -191,7 +191,7 @@ def _convert_float(model: nn.Module, kind: str, batch: int) -> bytes:
     err: BaseException | None = None
     with tempfile.TemporaryDirectory(prefix="msvit-litert-") as tmp:
         out = Path(tmp) / "model.tflite"
-        with _quiet() as log:
+        with quiet_converter() as log:
             try:
                 litert_torch.convert(module, sample_kwargs={"image": example}).export(str(out))
             except Exception as e:  # the conversion stack raises many types; keep the first line
@@ -202,12 +202,12 @@ def _convert_float(model: nn.Module, kind: str, batch: int) -> bytes:
                       + (f" (log: {_tail(log)})" if _tail(log) else ""))
 
 
-def _quantize(float_bytes: bytes, recipe: list[dict[str, Any]], calib: list[dict[str, np.ndarray]] | None,
+def quantize_bytes(float_bytes: bytes, recipe: list[dict[str, Any]], calib: list[dict[str, np.ndarray]] | None,
               threads: int) -> bytes:
     from ai_edge_quantizer import quantizer
 
     err: BaseException | None = None
-    with _quiet() as log:
+    with quiet_converter() as log:
         try:
             q = quantizer.Quantizer(bytearray(float_bytes))
             q.load_quantization_recipe(recipe)
@@ -333,14 +333,14 @@ def convert_litert(model: nn.Module, path: Path, precision: str, metadata: dict[
         out = float_bytes
         info["quant_scheme"] = "none (float32)"
     elif precision == "fp16":
-        out = _quantize(float_bytes, fp16_recipe(), None, threads)
+        out = quantize_bytes(float_bytes, fp16_recipe(), None, threads)
         info["quant_tool"] = f"ai-edge-quantizer {info['tool_versions'].get('ai-edge-quantizer', '?')}"
         info["quant_scheme"] = ("weight-only float16 (FLOAT_CASTING) on all ops with weights; "
                                 "float32 activations and I/O (XNNPACK computes FP32, GPU delegate FP16)")
     else:
         calib = _calib_inputs(calib_x, input_kind, batch, calib_limit)
         recipe = int8_recipe(int8_groups, int8_ops)
-        out = _quantize(float_bytes, recipe, calib, threads)
+        out = quantize_bytes(float_bytes, recipe, calib, threads)
         groups = "all ops (stock static_wi8_ai8)" if int8_groups is None else ", ".join(int8_groups)
         info.update({
             "quant_tool": f"ai-edge-quantizer {info['tool_versions'].get('ai-edge-quantizer', '?')}",

@@ -77,7 +77,7 @@ def unleak_qdq(proto, quantized: set[str]) -> int:
     return fixed
 
 
-class _Reader:
+class CalibrationReader:
     """onnxruntime CalibrationDataReader over the graph's own inputs, one static batch at a time."""
 
     def __init__(self, x: np.ndarray, batch: int) -> None:
@@ -139,7 +139,7 @@ class OnnxInt8(Int8Adapter):
             extra["CalibPercentile"] = 99.99
         # root logger: "consider pre-processing" (we feed the slimmed, shape-inferred graph)
         with quiet_logger(None, logging.ERROR):
-            quantize_static(str(self.fp32), str(dst), _Reader(self.job.feed(self.job.calib.calib.x), self.job.batch),
+            quantize_static(str(self.fp32), str(dst), CalibrationReader(self.job.feed(self.job.calib.calib.x), self.job.batch),
                             quant_format=QuantFormat.QDQ,
                             op_types_to_quantize=["Conv", "MatMul", "Gemm"] if self.for_tensorrt else ["MatMul", "Gemm"],
                             per_channel=True,

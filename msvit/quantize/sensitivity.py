@@ -101,7 +101,7 @@ class QuantPlan:
         return cls(**d)
 
 
-def _fq_act(x: torch.Tensor, lo: float, hi: float, symmetric: bool) -> torch.Tensor:
+def fake_quantize_activation(x: torch.Tensor, lo: float, hi: float, symmetric: bool) -> torch.Tensor:
     if symmetric:
         a = max(abs(lo), abs(hi), 1e-8)
         scale = a / 127.0
@@ -112,7 +112,7 @@ def _fq_act(x: torch.Tensor, lo: float, hi: float, symmetric: bool) -> torch.Ten
     return torch.fake_quantize_per_tensor_affine(x, scale, zp, 0, 255)
 
 
-def _fq_weight(w: torch.Tensor) -> torch.Tensor:
+def fake_quantize_weight(w: torch.Tensor) -> torch.Tensor:
     amax = w.detach().abs().flatten(1).amax(1).clamp_min(1e-8)
     scale = (amax / 127.0).float()
     return torch.fake_quantize_per_channel_affine(w, scale, torch.zeros_like(scale, dtype=torch.int32), 0,
@@ -162,10 +162,10 @@ def fake_quantized(model: nn.Module, modules: list[str], ranges: dict[str, tuple
         for name in modules:
             mod = layers[name]
             saved[name] = mod.weight.data
-            mod.weight.data = _fq_weight(mod.weight.data)
+            mod.weight.data = fake_quantize_weight(mod.weight.data)
             lo, hi = ranges[name]
             handles.append(mod.register_forward_pre_hook(
-                lambda m, inp, lo=lo, hi=hi: (_fq_act(inp[0], lo, hi, symmetric_act), *inp[1:])))
+                lambda m, inp, lo=lo, hi=hi: (fake_quantize_activation(inp[0], lo, hi, symmetric_act), *inp[1:])))
         yield
     finally:
         for h in handles:

@@ -2,7 +2,7 @@
 >= 100 runs after warm-up) and decisions (agreement at 0.5 and max |ΔP| vs PyTorch FP32)
 on a held-out folder.
 
-    python benchmarks/int8_cpu.py --weights ../shared/weights/ms_eff_vit_b0_demo.bin \
+    python research/int8_cpu.py --weights ../shared/weights/ms_eff_vit_b0_demo.bin \
         --calib ../shared/data/faces/calib --eval ../shared/data/faces/eval --out /tmp/int8-bench --ceiling
 
 Timing is block-interleaved: FP32 and INT8 of one runtime are loaded side by side and run
@@ -59,11 +59,11 @@ def ceiling_int8(target: str, fp32: Path, cal, out: Path, model: torch.nn.Module
     if target == "onnx":
         from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-        from msvit.quantize.onnx import _Reader
+        from msvit.quantize.onnx import CalibrationReader
 
         dst = out / "ceiling_int8.onnx"
         logging.getLogger().setLevel(logging.ERROR)
-        quantize_static(str(fp32), str(dst), _Reader(cal.calib.x, 1), quant_format=QuantFormat.QDQ, per_channel=True,
+        quantize_static(str(fp32), str(dst), CalibrationReader(cal.calib.x, 1), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
         return dst
     if target == "openvino":

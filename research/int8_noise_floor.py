@@ -2,7 +2,7 @@
 moves when the *input* gets sub-pixel noise that no decoder would call a different image, next
 to each early layer's INT8 error on its own (activation alone, weight alone), in PyTorch.
 
-    nice python benchmarks/int8_noise_floor.py [--weights W] [--calib DIR] [--eval DIR] [--layers stem 0 1 2 3]
+    nice python research/int8_noise_floor.py [--weights W] [--calib DIR] [--eval DIR] [--layers stem 0 1 2 3]
 
 Input noise: uniform in ±A pixel steps (A/255 of the [0, 1] range, per channel through the
 model's normalisation; an 8-bit image's own rounding is ±0.5 step), 3 seeds each, worst seed
@@ -21,13 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from msvit.data import load_images
 from msvit.model import create_model
 from msvit.model.variants import IMAGENET_STD
 from msvit.quantize.sensitivity import (
-    _fq_weight,
+    fake_quantize_weight,
     activation_ranges,
     fake_quantized,
     quantizable_layers,
@@ -58,9 +57,9 @@ def layer_macs(model: torch.nn.Module, x: torch.Tensor) -> dict[str, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--weights", default="../shared/weights/ms_eff_vit_b0_demo.bin")
-    ap.add_argument("--calib", default="../shared/data/faces/calib")
-    ap.add_argument("--eval", default="../shared/data/faces/eval")
+    ap.add_argument("--weights", required=True)
+    ap.add_argument("--calib", required=True)
+    ap.add_argument("--eval", required=True)
     ap.add_argument("--noise", type=float, nargs="+", default=[0.25, 0.5, 1.0], help="±pixel steps")
     ap.add_argument("--layers", nargs="*", default=["stem", "0", "1", "2", "3"],
                     help="backbone parts whose layers are listed one by one (stem, block digits; none: skip)")
@@ -111,7 +110,7 @@ def main() -> None:
             da = stats(probs(x))[0]
         mod = layers[n]
         w = mod.weight.data
-        mod.weight.data = _fq_weight(w)
+        mod.weight.data = fake_quantize_weight(w)
         try:
             dw = stats(probs(x))[0]
         finally:

@@ -11,7 +11,7 @@ sees msvit's environment:
 
     python -m venv /tmp/mo && echo "$PWD/.venv/lib/python3.11/site-packages" > /tmp/mo/lib/python3.11/site-packages/msvit.pth
     /tmp/mo/bin/pip install --no-deps nvidia-modelopt onnx_graphsurgeon PuLP polygraphy onnxconverter-common Mako lief cppimport pybind11 nvidia-ml-py
-    PYTHONPATH=$PWD /tmp/mo/bin/python benchmarks/onnx_int8_tools.py --weights ../shared/weights/ms_eff_vit_b0_demo.bin \
+    PYTHONPATH=$PWD /tmp/mo/bin/python research/onnx_int8_tools.py --weights ../shared/weights/ms_eff_vit_b0_demo.bin \
         --calib ../shared/data/faces/calib --eval ../shared/data/faces/eval
 """
 from __future__ import annotations
@@ -31,15 +31,15 @@ from msvit.data import load_images
 from msvit.export import export
 from msvit.metrics import agreement_metrics
 from msvit.quantize import load_calibration, plan_for
-from msvit.quantize.onnx import _Reader, node_modules
+from msvit.quantize.onnx import CalibrationReader, node_modules
 
-from int8_cpu import interleaved_ms, runner  # noqa: E402  (same timing as the INT8 benchmark)
+from int8_cpu import interleaved_ms, runner  # same timing as the INT8 benchmark
 
 
 def ort_tool(src: Path, dst: Path, nodes: list[str] | None, cal) -> None:
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    quantize_static(str(src), str(dst), _Reader(cal.calib.x, 1), quant_format=QuantFormat.QDQ, per_channel=True,
+    quantize_static(str(src), str(dst), CalibrationReader(cal.calib.x, 1), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_quantize=nodes,
                     op_types_to_quantize=["MatMul", "Gemm"] if nodes else None,
                     extra_options={"WeightSymmetric": True,  # msvit's recipe on the plan: Q/DQ on op inputs only

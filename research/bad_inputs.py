@@ -5,10 +5,10 @@ Python traceback was printed, and the leftovers in the output folder afterwards
 (``.msvit-tmp-*`` work folders, ``.*.tmp`` files, an artifact without its manifest or the
 reverse). Cases marked "real" run an actual ONNX export (about a minute each on 2 cores).
 
-    python benchmarks/bad_inputs.py                  # everything (~10 min on 2 busy cores)
-    python benchmarks/bad_inputs.py --quick          # no real exports (~5 min: each case imports torch)
-    python benchmarks/bad_inputs.py -k sigterm -k bench
-    PYTHONPATH=/old/checkout python benchmarks/bad_inputs.py   # the same catalogue against other code
+    python research/bad_inputs.py                  # everything (~10 min on 2 busy cores)
+    python research/bad_inputs.py --quick          # no real exports (~5 min: each case imports torch)
+    python research/bad_inputs.py -k sigterm -k bench
+    PYTHONPATH=/old/checkout python research/bad_inputs.py   # the same catalogue against other code
 
 Exit status: 0 when every case has its expected exit code, no traceback and no leftovers.
 """

@@ -6,10 +6,10 @@ often its crop box (face box widened 20% each side, clipped, as DeepGuard crops)
 manifest's crop box with IoU >= 0.5, and ms per 1280x720 frame at full resolution and
 downscaled (median over the frames; decode not included).
 
-    python benchmarks/face_detectors.py --shared ../shared --step 2 --json fd.json
+    python research/face_detectors.py --shared ../shared --step 2 --json fd.json
     # OpenCV 5 wheels have no Haar cascades: measure haar with an OpenCV 4 copy put first on the path
     pip install --no-deps --target /tmp/cv4 "opencv-python-headless<5"
-    PYTHONPATH=/tmp/cv4 python benchmarks/face_detectors.py --detectors haar
+    PYTHONPATH=/tmp/cv4 python research/face_detectors.py --detectors haar
 
 Wheel sizes are what ``pip download --no-deps`` fetched for CPython 3.11 x86-64 (see WHEELS).
 """
@@ -27,11 +27,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from msvit.errors import TargetUnavailableError  # noqa: E402
-from msvit.predict.faces import create_face_detector, crop_box, face_detectors, iou, select_face  # noqa: E402
-from msvit.preprocess import load_image  # noqa: E402
+from msvit.errors import TargetUnavailableError
+from msvit.predict.faces import create_face_detector, crop_box, face_detectors, iou, select_face
+from msvit.preprocess import load_image
 
 # measured with `pip download --no-deps` (CPython 3.11, manylinux x86-64), MB
 WHEELS = {
@@ -135,7 +134,7 @@ def time_interleaved(dets: list, frames: list[np.ndarray], rounds: int = 1) -> l
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shared", default=os.environ.get("MSVIT_SHARED", str(ROOT.parent / "shared")))
+    ap.add_argument("--shared", required=True, help="folder holding data/faces/manifest.csv, data/videos, data/images")
     ap.add_argument("--detectors", nargs="*", default=None, help="default: every registered detector")
     ap.add_argument("--step", type=int, default=2, help="use every STEP-th manifest frame (default 2)")
     ap.add_argument("--downscale", type=int, default=640, help="longest side for the downscaled row (default 640)")

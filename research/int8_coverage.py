@@ -2,7 +2,7 @@
 layers that each backend's INT8 export really runs in int8 (read off the exported graph), next
 to its decisions on a held-out folder (agreement at 0.5 and max |ΔP| vs PyTorch FP32).
 
-    python benchmarks/int8_coverage.py --weights ../shared/weights/ms_eff_vit_b0_demo.bin \
+    python research/int8_coverage.py --weights ../shared/weights/ms_eff_vit_b0_demo.bin \
         --calib ../shared/data/faces/calib --eval ../shared/data/faces/eval --targets onnx trt openvino executorch
 
 The guard never sees --eval (it verifies on the calibration images, the default); ExecuTorch
@@ -27,9 +27,9 @@ FROM_FILE = {"onnx": onnx_coverage, "trt": onnx_coverage, "openvino": openvino_c
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--weights", default="../shared/weights/ms_eff_vit_b0_demo.bin")
-    ap.add_argument("--calib", default="../shared/data/faces/calib")
-    ap.add_argument("--eval", default="../shared/data/faces/eval")
+    ap.add_argument("--weights", required=True)
+    ap.add_argument("--calib", required=True)
+    ap.add_argument("--eval", required=True)
     ap.add_argument("--targets", nargs="+", default=["onnx", "openvino"])
     ap.add_argument("--out", type=Path, default=None, help="keep the artifacts here (default: a temp dir)")
     ap.add_argument("--top", type=int, default=0, help="list the N largest float layers of each artifact")

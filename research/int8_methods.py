@@ -1,7 +1,7 @@
 """Raw post-training INT8 methods at (nearly) full coverage: which one keeps the demo model's
 decisions when the WHOLE network is int8? No sensitivity plan, no accuracy guard.
 
-    nice -n 10 .venv/bin/python benchmarks/int8_methods.py [--rows trt ov et ...] [--json out.json]
+    nice -n 10 .venv/bin/python research/int8_methods.py [--rows trt ov et ...] [--json out.json]
 
 Each row builds one INT8 model of the whole network, runs it on --eval and prints: the share of
 multiply-adds in int8 (msvit.runtime.coverage on the artifact/program, not on a plan), agreement
@@ -57,10 +57,9 @@ from typing import Any
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
 
-from msvit.data import load_images  # noqa: E402
-from msvit.model import create_model  # noqa: E402
+from msvit.data import load_images
+from msvit.model import create_model
 
 GOAL = {"mac_share": 0.95, "agreement": 0.99, "max_dp": 0.02, "auc_drop": 0.005}
 
@@ -467,11 +466,11 @@ HEAD = (f"{'row':<16} {'MACs':>6} {'layers':>7} {'agree':>6} {'max|dP|':>7} {'me
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--rows", nargs="+", help="row names, prefixes or group digits 0-7 (default: all)")
-    ap.add_argument("--weights", default="../shared/weights/ms_eff_vit_b0_demo.bin")
-    ap.add_argument("--calib", default="../shared/data/faces/calib")
-    ap.add_argument("--train", default="../shared/data/faces/train")
+    ap.add_argument("--weights", required=True)
+    ap.add_argument("--calib", required=True)
+    ap.add_argument("--train", required=True)
     ap.add_argument("--calib-train", type=int, default=0, help="add N seeded train/ images to calibration")
-    ap.add_argument("--eval", default="../shared/data/faces/eval")
+    ap.add_argument("--eval", required=True)
     ap.add_argument("--mixed-method", default="percentile", help="mixed rows' method when no row-1 row ran")
     ap.add_argument("--quark-python", default=None,
                     help="python of a venv with amd-quark 0.13 layered over .venv (row 5; its pins clash with "

@@ -20,7 +20,7 @@ Without ``--measure`` (``--table``) it exports each target with default settings
 (``--calib-data`` only, the guard's default verification set) and prints the issue's
 table: images used, measured max|ΔP|, bound, gate, max|ΔP| on eval/.
 
-    python benchmarks/guard_holdout.py --weights ../shared/weights/ms_eff_vit_b0_demo.bin \
+    python research/guard_holdout.py --weights ../shared/weights/ms_eff_vit_b0_demo.bin \
         --calib ../shared/data/faces/calib --eval ../shared/data/faces/eval \
         --extra ../shared/data/faces/train --out /tmp/guard-holdout --measure --table
 """

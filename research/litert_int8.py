@@ -2,7 +2,7 @@
 FP32 on a held-out folder) and interpreter latency (ai-edge-litert, XNNPACK, batch 1, 1 and 2
 threads) of FP32, FP16 and the INT8 variants, timed interleaved in one process.
 
-    python benchmarks/litert_int8.py --weights ../shared/weights/ms_eff_vit_b0_demo.bin \\
+    python research/litert_int8.py --weights ../shared/weights/ms_eff_vit_b0_demo.bin \\
         --calib ../shared/data/faces/calib --eval ../shared/data/faces/eval [--skip-pt2e] [--a16w8]
 
 Recipes (the toolchain's own quantizers only):
@@ -38,7 +38,7 @@ import torch
 
 import msvit
 from msvit.data import load_images
-from msvit.export.litert import (DEFAULT_INT8_GROUPS, INT8_OPS, _quantize, _quiet, convert_float_bytes, fp16_recipe,
+from msvit.export.litert import (DEFAULT_INT8_GROUPS, INT8_OPS, quantize_bytes, quiet_converter, convert_float_bytes, fp16_recipe,
                                  int8_recipe, scope_regex, tool_versions)
 from msvit.runtime.litert import LiteRTSession
 
@@ -119,7 +119,7 @@ def pt2e_bytes(model, calib_x: np.ndarray, groups: tuple[str, ...] | None) -> by
         quantizer = _Selective().set_global(config)
     size = int(getattr(model, "img_size", 224))
     dyn = torch.export.Dim("batch", min=1, max=CALIB_BATCH)
-    with _quiet():
+    with quiet_converter():
         gm = torch.export.export(_Named(model).eval(), (), {"image": torch.zeros(2, 3, size, size)},
                                  dynamic_shapes={"image": {0: dyn}}).module()
         prepared = prepare_pt2e(gm, quantizer)
@@ -192,17 +192,17 @@ def main(argv=None) -> int:
 
     variants: list[tuple[str, str, callable]] = [
         ("fp32", "float32", lambda: fb),
-        ("fp16", "AEQ weight-only float16", lambda: _quantize(fb, fp16_recipe(), None, 2)),
+        ("fp16", "AEQ weight-only float16", lambda: quantize_bytes(fb, fp16_recipe(), None, 2)),
         ("int8 aeq-static msvit-groups", "AEQ static_wi8_ai8 on " + "+".join(groups) + " (conv/fc)",
-         lambda: _quantize(fb, int8_recipe(groups), cal, 2)),
+         lambda: quantize_bytes(fb, int8_recipe(groups), cal, 2)),
         ("int8 aeq-static all-ops", "AEQ static_wi8_ai8 stock recipe, every op",
-         lambda: _quantize(fb, int8_recipe(None), cal, 2)),
+         lambda: quantize_bytes(fb, int8_recipe(None), cal, 2)),
         ("int8 aeq-static conv/fc", "AEQ static_wi8_ai8 on every conv/fc",
-         lambda: _quantize(fb, int8_recipe(("backbone", "l_vit", "h_vit", "head")), cal, 2)),
-        ("int8 aeq-dynamic all", "AEQ dynamic_wi8_afp32, whole model", lambda: _quantize(fb, aeq_dynamic_recipe(None),
+         lambda: quantize_bytes(fb, int8_recipe(("backbone", "l_vit", "h_vit", "head")), cal, 2)),
+        ("int8 aeq-dynamic all", "AEQ dynamic_wi8_afp32, whole model", lambda: quantize_bytes(fb, aeq_dynamic_recipe(None),
                                                                                          None, 2)),
         ("int8 aeq-dynamic msvit-groups", "AEQ dynamic_wi8_afp32 on " + "+".join(groups),
-         lambda: _quantize(fb, aeq_dynamic_recipe(groups), None, 2)),
+         lambda: quantize_bytes(fb, aeq_dynamic_recipe(groups), None, 2)),
     ]
     if not args.skip_pt2e:
         variants += [
@@ -213,7 +213,7 @@ def main(argv=None) -> int:
         ]
     if args.a16w8:
         variants.append(("a16w8 aeq-static all-ops", "AEQ static_wi8_ai16, every op (reference int16 kernels)",
-                         lambda: _quantize(fb, int8_recipe(None, activation_bits=16), cal, 2)))
+                         lambda: quantize_bytes(fb, int8_recipe(None, activation_bits=16), cal, 2)))
 
     rows = []
     for name, desc, build in variants:

@@ -2,7 +2,7 @@
 can a few hundred CPU steps of distillation towards the FP32 model's own logits bring the
 whole-network INT8 program back to the FP32 decisions?
 
-    nice -n 10 .venv/bin/python benchmarks/int8_qat.py [--runs global k3] [--budget 900] [--json out.json]
+    nice -n 10 .venv/bin/python research/int8_qat.py [--runs global k3] [--budget 900] [--json out.json]
 
 Pipeline of one run:
 
@@ -39,10 +39,9 @@ from typing import Any
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
 
-from msvit.data import load_images  # noqa: E402
-from msvit.model import create_model  # noqa: E402
+from msvit.data import load_images
+from msvit.model import create_model
 
 GOAL = {"mac_share": 0.95, "agreement": 0.99, "max_dp": 0.02, "auc_drop": 0.005}
 BB = "feat_extractor.backbone."
@@ -237,7 +236,7 @@ HEADER = f"{'run':<8} {'steps':>5} {'train_s':>7} {'int8':>7} {'agree':>6} {'max
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     data = HERE.parent.parent / "shared" / "data" / "faces"
-    ap.add_argument("--weights", default=str(HERE.parent.parent / "shared" / "weights" / "ms_eff_vit_b0_demo.bin"))
+    ap.add_argument("--weights", required=True)
     ap.add_argument("--train", nargs="+", default=[str(data / "train"), str(data / "calib")],
                     help="training folders (never eval/)")
     ap.add_argument("--eval", default=str(data / "eval"))
