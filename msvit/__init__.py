@@ -1,4 +1,5 @@
-"""msvit: ship MS-Eff-ViT deepfake detectors to TensorRT, Core ML, ONNX, OpenVINO, ExecuTorch and mobile.
+"""msvit: ship MS-Eff-ViT deepfake detectors to ONNX, TensorRT, Core ML, TorchScript-mobile, OpenVINO,
+ExecuTorch, LiteRT and ONNX Runtime Mobile.
 
 ``import msvit`` registers ``ms_eff_vit_b0`` / ``ms_eff_vit_b5`` with timm.
 """

@@ -68,8 +68,9 @@ class OutputExistsError(ExportError):
     """The artifact's final name is taken and replacing it was not asked for (``--overwrite``)."""
 
 
-class TargetUnavailableError(ExportError):
-    """The target cannot be produced or run on this host (missing package, GPU, OS)."""
+class TargetUnavailableError(MsvitError):
+    """The target cannot be produced or run on this host (missing package, GPU, OS): raised by
+    export, runtime and predict alike, so it is no :class:`ExportError`."""
 
     exit_code = EXIT_UNAVAILABLE
 

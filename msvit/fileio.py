@@ -81,7 +81,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _size(p: Path) -> int:
+def path_size(p: str | os.PathLike) -> int:
+    """Bytes of a file, or of every file under a folder (a Core ML package); 0 when absent."""
+    p = Path(p)
+    if not p.is_dir():
+        try:
+            return p.stat().st_size
+        except OSError:
+            return 0
     total = 0
     for root, _, files in os.walk(p):
         for f in files:
@@ -112,7 +119,7 @@ def sweep_stale_temp(folder: str | os.PathLike, log: Callable[[str], None] | Non
         m = _TMP_PID.match(p.name)
         if m and (int(m.group(1)) == os.getpid() or _alive(int(m.group(1)))):
             continue
-        size = _size(p)
+        size = path_size(p)
         shutil.rmtree(p, ignore_errors=True)
         if not p.exists():
             removed.append(p)

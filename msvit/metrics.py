@@ -7,8 +7,8 @@ import numpy as np
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    """P(fake) from logits, in float64 (no overflow warnings for large |logit|)."""
-    return 1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))
+    """P(fake) from logits, in float64 (clipped: no overflow warnings for large |logit|)."""
+    return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(x, np.float64), -500.0, 500.0)))
 
 
 def label_metrics(logits: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict[str, float | None]:

@@ -48,7 +48,6 @@ import argparse
 import json
 import logging
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path

@@ -14,9 +14,7 @@ error alone reaches the input-noise floor cannot be in an artifact held to a bou
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch

@@ -156,3 +156,18 @@ def refuses_truncations(tmp_path):
                 with pytest.raises(ArtifactError):
                     opener(bad)
     return check
+
+
+# ---- the fast loop: `bash scripts/test.sh --fast` runs `-m "not slow"` ---------------------
+
+#: fixtures that export or convert a model (tens of seconds to minutes on 2 cores, here and in
+#: the test modules): every test that uses one is slow, as is every test using an artifact_* one
+SLOW_FIXTURES = frozenset({"exported_all", "onnx_dir", "onnx_fp32", "coreml_result", "fp32", "fp16", "float_bytes",
+                           "onnx_path", "converted"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        names = set(item.fixturenames)
+        if names & SLOW_FIXTURES or any(n.startswith("artifact_") for n in names):
+            item.add_marker(pytest.mark.slow)

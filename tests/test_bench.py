@@ -255,7 +255,8 @@ def test_tensor_and_image_variants_are_rows_of_their_own(tmp_path):
     benchmarked too, not skipped as a duplicate; its row says what it takes."""
     from types import SimpleNamespace
 
-    from msvit.bench import Artifact, _artifact_rows
+    from msvit.bench import Artifact
+    from msvit.bench.plan import artifact_rows
 
     arts = []
     for kind in ("tensor", "image"):
@@ -264,6 +265,6 @@ def test_tensor_and_image_variants_are_rows_of_their_own(tmp_path):
         arts.append(Artifact(p, "onnx", "fp32", 1, "ms_eff_vit_b0", "deepguard", weights_sha256="w",
                              metadata={"input_kind": kind} if kind == "image" else {}))
     said = []
-    cands = _artifact_rows(arts, None, None, 1, 1, SimpleNamespace(weights_sha256="w"), said.append)
+    cands = artifact_rows(arts, None, None, 1, 1, SimpleNamespace(weights_sha256="w"), said.append)
     assert [(c.row.input_kind, c.row.note) for c in cands] == [("tensor", ""), ("image", "uint8 image input")]
     assert not said  # nothing skipped

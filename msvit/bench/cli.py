@@ -103,7 +103,7 @@ def validate(args: argparse.Namespace) -> None:
 
     from ..errors import CheckpointError, DataError, UsageError
     from ..fileio import check_output_dir
-    from . import BenchError
+    from .options import BenchError
 
     for flag, lo in (("--batch", 1), ("--iters", 1), ("--warmup", 0), ("--block", 1), ("--threads", 1)):
         v = getattr(args, flag[2:].replace("-", "_"))
@@ -153,7 +153,8 @@ def _split(s: str | None) -> list[str] | None:
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from . import run
+    from .options import BenchOptions
+    from .run import run
     from .report import print_table, write_json, write_markdown, write_plot
 
     validate(args)
@@ -168,12 +169,14 @@ def _run(args: argparse.Namespace) -> int:
     elif targets in (["none"], []):
         targets = []
     precisions = _split(args.precisions)
-    rep = run(model=args.model, weights=args.weights, pretrained=args.pretrained, attn_mode=args.attn_mode,
-              targets=targets, precisions=precisions, batch=args.batch, iters=args.iters, warmup=args.warmup,
-              min_time=args.min_time, threads=args.threads, data=args.data, fps=args.fps, budget_gmacs=args.budget,
-              out=args.out, artifacts=args.artifacts, device=args.device, log=log, progress=not args.quiet,
-              block=args.block, pipeline=args.pipeline, pipeline_frames=args.pipeline_frames,
-              pipeline_iters=args.pipeline_iters, face_detector=args.face_detector)
+    opts = BenchOptions(model=args.model, weights=args.weights, pretrained=args.pretrained, attn_mode=args.attn_mode,
+                        targets=targets, precisions=precisions, batch=args.batch, iters=args.iters,
+                        warmup=args.warmup, min_time=args.min_time, threads=args.threads, data=args.data,
+                        fps=args.fps, budget_gmacs=args.budget, out=args.out, artifacts=args.artifacts,
+                        device=args.device, block=args.block, pipeline=args.pipeline,
+                        pipeline_frames=args.pipeline_frames, pipeline_iters=args.pipeline_iters,
+                        face_detector=args.face_detector)
+    rep = run(opts, log=log, progress=not args.quiet)
     print_table(rep, wide=args.wide)
     for path, writer in ((args.json, write_json), (args.markdown, write_markdown), (args.plot, write_plot)):
         if path:

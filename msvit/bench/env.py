@@ -4,9 +4,9 @@ from __future__ import annotations
 import os
 import platform
 from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from ..version import package_versions
 from ..cpu import INT8_FEATURES, cpu_int8_features, cpu_name  # noqa: F401  (re-exported)
 
 BACKENDS = ("msvit", "torch", "timm", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "executorch",
@@ -14,13 +14,7 @@ BACKENDS = ("msvit", "torch", "timm", "numpy", "onnx", "onnxruntime", "onnxrunti
 
 
 def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for dist in BACKENDS:
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            continue
-    return out
+    return package_versions(BACKENDS)
 
 
 def gpu_info() -> dict[str, Any] | None:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import ICONS, BenchReport, BenchRow
+from .rows import ICONS, BenchReport, BenchRow
 
 
 def _f(v: Any, fmt: str = ".2f") -> str:
@@ -74,7 +74,7 @@ def env_lines(rep: BenchReport) -> list[str]:
              + (f"; {s['busy_cores']:.1f} cores busy elsewhere" if s.get("busy_cores") is not None
                 and s.get("threads_auto") and s["busy_cores"] >= 0.5 else "") + f") · device {s['device']} · batch {s['batch']} · "
              f"{s['warmup']} warm-up + >= {s['iters']} runs interleaved in blocks of {s.get('block', 1)}"
-             + (f" / >= {s['min_time_s']:g} s" if s['min_time_s'] else "")
+             + (f" / >= {s['min_time']:g} s" if s['min_time'] else "")
              + (f" · other processes {rep.noise['foreign_cpu_pct']:.0f}% CPU"
                 if rep.noise.get("foreign_cpu_pct") is not None else "")
              + f" · real-time budget {s['realtime_budget_ms']:.1f} ms (p99 @ {s['fps']:g} fps) · {e['date']}",
@@ -101,11 +101,17 @@ def print_table(rep: BenchReport, console: Any = None, wide: bool = False) -> No
                        overflow="fold", max_width=60 if col == "note" else None, no_wrap=col != "note")
     from rich.markup import escape
 
-    for r in rep.rows:  # escape: notes carry "[...]" (pip extras) that rich would take for markup
+    # rows that could not run have no figures: one line each under the table, not a row whose
+    # note folds over five lines beside a dozen empty cells
+    timed = [r for r in rep.rows if r.status != "unavailable"]
+    for r in timed:  # escape: notes carry "[...]" (pip extras) that rich would take for markup
         tab.add_row(*(escape(c) for c in cells(rep, r, wide)))
     for line in env_lines(rep):
         con.print(line, style="dim", highlight=False, overflow="fold", markup=False)
     con.print(tab)
+    for r in rep.rows:
+        if r.status == "unavailable":
+            con.print(f"{r.icon} {r.name} {r.precision}: {r.note}", highlight=False, markup=False)
     if rep.noise.get("warning"):
         con.print(rep.noise["warning"], style="bold yellow", highlight=False, markup=False)
     if rep.pipeline:

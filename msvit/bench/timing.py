@@ -8,9 +8,12 @@ import os
 import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, ContextManager
+from typing import TYPE_CHECKING, Any, Callable, ContextManager
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .plan import Candidate
 
 
 @dataclass
@@ -273,3 +276,90 @@ def _psutil_ok() -> bool:
     except ImportError:
         return False
     return True
+
+
+# ---------------------------------------------------------------- the benchmark's rows, interleaved
+
+#: a row whose block medians differ by more than this, or other processes taking more than
+#: NOISY_FOREIGN_PCT of the CPUs, makes the report say the timings cannot be trusted
+NOISY_SPREAD_PCT = 25.0
+NOISY_FOREIGN_PCT = 15.0
+
+
+def time_rows(cands: list[Candidate], x1: np.ndarray, xn: np.ndarray | None, iters: int, warmup: int,
+               min_time: float, block: int, progress: bool, sampler_factory) -> dict[str, Any]:
+    """Every runnable row (batch 1, then batch N) round-robin in one interleaved run."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from . import jetson
+
+    entries: list[tuple[Candidate, int]] = []
+    for c in cands:
+        if c.row.status == "unavailable":
+            continue
+        if c.s1 is not None:
+            entries.append((c, 1))
+        if xn is not None and c.sn is not None:
+            entries.append((c, len(xn)))
+    if not entries:
+        return {}
+    fns = [(lambda s=(c.s1 if n == 1 else c.sn), x=(x1 if n == 1 else xn): s.run(x)) for c, n in entries]
+    samplers = [sampler_factory() if sampler_factory and n == 1 else None for c, n in entries]
+    power: list[list[float]] = [[] for _ in entries]
+
+    def during(i):
+        sm = samplers[i]
+        if sm is None:
+            return None
+
+        class _Acc:
+            def __enter__(self):
+                sm.__enter__()
+
+            def __exit__(self, *exc):
+                sm.__exit__(*exc)
+                power[i].extend(sm.samples_mw)
+        return _Acc
+
+    prog = Progress(TextColumn("timing, interleaved"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=Console(stderr=True), disable=not progress, transient=True)
+    with prog, ForeignLoad() as load:
+        task = prog.add_task("timing", total=iters * len(entries))
+        res = interleaved(fns, iters=iters, warmup=warmup, block=block, min_time=min_time,
+                          tick=lambda i: prog.advance(task), during=[during(i) for i in range(len(entries))])
+    base = next((r for (c, n), r in zip(entries, res) if c.row.target == "torch" and n == 1), None)
+    for i, ((c, n), r) in enumerate(zip(entries, res)):
+        st = stats_from_ms(r.ms, n, warmup, sum(r.ms) / 1e3)
+        if n == 1:
+            c.row.latency = st.to_dict()
+            c.row.spread_pct = round(r.spread_pct, 1)
+            c.row.speedup = round(paired_speedup(base, r), 3) if base is not None else None
+            if power[i]:
+                c.row.power_w = round(sum(power[i]) / len(power[i]) / 1000.0, 3)
+                c.row.power_source = f"{samplers[i].source}:{samplers[i].rail}"
+                c.row.energy_mj = round(jetson.energy_mj(c.row.power_w, st.mean_ms), 3)
+            if c.row.target == "trt" and hasattr(c.s1, "time_gpu"):
+                c.row.gpu_compute = {k: round(v, 4) for k, v in c.s1.time_gpu(iters, warmup=warmup, batch=1).items()}
+        else:
+            c.row.latency_batch = st.to_dict()
+    return noise_verdict({f"{c.row.name} {c.row.precision}": c.row.spread_pct for c, n in entries if n == 1},
+                         load.pct, block)
+
+
+def noise_verdict(spreads: dict[str, float | None], foreign_cpu_pct: float | None, block: int) -> dict[str, Any]:
+    """Whether the timings can be trusted: rows' block-to-block spread and other processes' CPU."""
+    spreads = {k: v for k, v in spreads.items() if v is not None}
+    worst = max(spreads, key=spreads.get) if spreads else None
+    noise = {"foreign_cpu_pct": None if foreign_cpu_pct is None else round(foreign_cpu_pct, 1),
+             "max_spread_pct": spreads[worst] if worst else None, "block": block,
+             "thresholds": {"spread_pct": NOISY_SPREAD_PCT, "foreign_cpu_pct": NOISY_FOREIGN_PCT}}
+    why = []
+    if worst and spreads[worst] > NOISY_SPREAD_PCT:
+        why.append(f"{worst} block medians differ by {spreads[worst]:.0f}%")
+    if foreign_cpu_pct is not None and foreign_cpu_pct > NOISY_FOREIGN_PCT:
+        why.append(f"other processes used {foreign_cpu_pct:.0f}% of the CPUs while timing")
+    noise["noisy"] = bool(why)
+    noise["warning"] = ("⚠️  noisy machine: " + "; ".join(why) + ". Absolute times are not trustworthy; "
+                        "speed-ups compare rows timed side by side. Re-run on an idle machine.") if why else ""
+    return noise

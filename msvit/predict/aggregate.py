@@ -46,8 +46,3 @@ def aggregate(p: Sequence[float] | np.ndarray, mode: str = "conf") -> float:
         return float(p.mean())
     raise ValueError(f"unknown aggregation {mode!r}; choose one of {', '.join(AGG_MODES)}")
 
-
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    """P(fake) from logits, without overflow warnings (float64 inside)."""
-    z = np.asarray(logits, dtype=np.float64)
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -500.0, 500.0)))

@@ -17,7 +17,8 @@ import numpy as np
 
 from ..errors import DataError
 from ..preprocess import as_rgb, letterbox, normalize
-from .aggregate import AGG_MODES, aggregate, sigmoid
+from ..metrics import sigmoid
+from .aggregate import AGG_MODES, aggregate
 from .faces import DEFAULT_FACE_DETECTOR, FaceDetector, create_face_detector, crop_box, select_face
 from .media import VideoFrames, kind_of, read_stream_frames, read_video_frames
 from .results import FrameResult, InputError, Prediction

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..metrics import agreement_metrics, label_metrics
+from ..metrics import agreement_metrics, label_metrics, sigmoid
 from .sensitivity import QuantPlan
 
 Runner = Callable[[np.ndarray], np.ndarray]
@@ -130,8 +130,8 @@ def evaluate(fp32_logits: np.ndarray, runner: Runner, x: np.ndarray, labels: np.
     logits = runner(x)
     agr = agreement_metrics(fp32_logits, logits)
     agr.pop("max_abs_dlogit")
-    p32 = 1.0 / (1.0 + np.exp(-np.asarray(fp32_logits, np.float64).reshape(-1)))
-    p8 = 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64).reshape(-1)))
+    p32 = sigmoid(np.asarray(fp32_logits).reshape(-1))
+    p8 = sigmoid(np.asarray(logits).reshape(-1))
     b = gate.bound(np.abs(p8 - p32))
     rep = GuardReport(n=len(x), data=data, **agr, bound_dprob=b["bound"], bound=b,
                       weakly_verified=len(x) < gate.min_verify_images)

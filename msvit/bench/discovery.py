@@ -1,0 +1,89 @@
+"""Discover: the artifacts in a folder and the facts each carries about itself (its manifest
+``<artifact>.json``, else the metadata embedded in it; never its file name)."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import MsvitError
+from .options import BenchError
+
+
+@dataclass
+class Artifact:
+    """An artifact and the facts it carries about itself (manifest, else embedded metadata)."""
+
+    path: Path
+    target: str
+    precision: str
+    batch: int | None  # None = dynamic
+    model: str | None = None
+    attn_mode: str | None = None
+    status: str = "ok"  # from the manifest, when there is one
+    message: str = ""
+    files: list[Path] = field(default_factory=list)
+    weights_sha256: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_metadata(cls, path: Path, meta: dict[str, str], target: str, files: list[Path] | None = None,
+                      status: str = "ok", message: str = "") -> "Artifact":
+        dim = str(meta.get("input_shape", "")).split("x")[0]
+        return cls(path, meta.get("target", target) if target == "onnx" else target,
+                   meta.get("precision", "unknown"), None if dim == "N" else int(dim) if dim.isdigit() else 1,
+                   meta.get("model"), meta.get("attn_mode"), status, message, files or [path],
+                   meta.get("weights_sha256") or None, meta)
+
+
+def _read_manifest(p: Path) -> dict[str, Any] | None:
+    man = p.with_name(p.name + ".json")
+    if not man.is_file():
+        return None
+    try:
+        doc = json.loads(man.read_text())
+        return doc if isinstance(doc, dict) else None
+    except (ValueError, OSError):
+        return None
+
+
+def discover_artifacts(folder: str | os.PathLike) -> list[Artifact]:
+    """Artifacts in a folder (recursive), each described by its manifest ``<artifact>.json``
+    or, without one, by the metadata embedded in the artifact (never by its file name)."""
+    from .. import runtime
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise BenchError(f"--artifacts {root}: not a folder")
+    found: list[Artifact] = []
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).parts
+        if any(part.startswith(".") for part in rel) or any(part.endswith(".mlpackage") for part in rel[:-1]):
+            continue  # temp dirs, and files inside a Core ML package
+        fmt = runtime.SUFFIXES.get(p.suffix.lower())
+        if fmt is None or (fmt.name == "coreml") != p.is_dir():
+            continue
+        files = [p, p.with_suffix(".bin")] if p.suffix == ".xml" else [p]
+        doc = _read_manifest(p)
+        if doc is not None:
+            res = doc.get("result", {})
+            a = Artifact.from_metadata(p, doc.get("metadata", {}), fmt.name,
+                                       [p.parent / Path(f).name for f in res.get("files") or []] or files,
+                                       {"ok": "ok", "failed": "failed"}.get(res.get("status"), "unavailable"),
+                                       res.get("message", ""))
+        else:
+            try:
+                meta = runtime.read_metadata(p)
+                a = Artifact.from_metadata(p, meta, fmt.name, files)
+                if not meta:
+                    a.message = "no msvit metadata in the artifact: parity not judged"
+            except MsvitError as e:
+                a = Artifact(p, fmt.name, "unknown", 1, files=files, status="unavailable", message=str(e))
+        if a.target == "trt" and p.suffix == ".onnx" and a.status == "ok":
+            a.status, a.message = "unavailable", "ONNX for trtexec only: no engine built"
+        found.append(a)
+    # an engine supersedes the ONNX it was built from
+    engines = {(a.precision, a.batch) for a in found if a.path.suffix == ".engine"}
+    return [a for a in found if not (a.target == "trt" and a.path.suffix == ".onnx" and (a.precision, a.batch) in engines)]
