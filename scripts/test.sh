@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # The test command (README and CI run exactly this): install msvit with every
 # CI-exercisable backend into ./.venv, add the test-only DeepGuard oracle, run pytest.
+# `--fast`: the quick loop, every test not marked slow (`-m "not slow"`, a few minutes on 2 cores);
+# CI runs everything. Other arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+select=()
+if [ "${1:-}" = "--fast" ]; then shift; select=(-m "not slow"); fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
@@ -21,7 +25,7 @@ echo "import site; site.addsitedir('$(python -c "$purelib")')" \
   > "$(.venv-litert/bin/python -c "$purelib")/zz_msvit_main_venv.pth"
 .venv-litert/bin/python -m pip install -q -e ".[litert]"
 lint-imports  # the layer contract (pyproject.toml): an import loop fails here
-python -m pytest -q --durations=15 "$@"
+python -m pytest -q --durations=15 "${select[@]}" "$@"
 if [ $# -eq 0 ]; then  # the LiteRT converter's tests, skipped above for want of litert-torch
-  .venv-litert/bin/python -m pytest -q tests/test_litert.py
+  .venv-litert/bin/python -m pytest -q "${select[@]}" tests/test_litert.py
 fi

@@ -163,6 +163,7 @@ def refuses_truncations(tmp_path):
 #: fixtures that export or convert a model (tens of seconds to minutes on 2 cores, here and in
 #: the test modules): every test that uses one is slow, as is every test using an artifact_* one
 SLOW_FIXTURES = frozenset({"exported_all", "onnx_dir", "onnx_fp32", "coreml_result", "fp32", "fp16", "float_bytes",
+                           "onnx_int8", "openvino_int8", "int8",
                            "onnx_path", "converted"})
 
 

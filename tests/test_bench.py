@@ -59,6 +59,7 @@ def test_latency_fields_on_a_real_run(torch_report):
     assert base.memory_method in ("rss_hwm_delta", "psutil_rss_sampled_delta") and base.memory_peak_mb >= 0
 
 
+@pytest.mark.slow
 def test_accuracy_equals_independent_sklearn(torch_report, demo_model, faces_dir):
     import torch
     from sklearn.metrics import accuracy_score, log_loss, roc_auc_score

@@ -179,6 +179,7 @@ class _ConvFC(torch.nn.Module):
         return self.fc(torch.flatten(self.conv(x), 1))
 
 
+@pytest.mark.slow
 def test_pt2e_program_counts_only_the_quantized_conv():
     pytest.importorskip("executorch")
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
@@ -203,6 +204,7 @@ def test_pt2e_program_counts_only_the_quantized_conv():
         assert cov.mac_share == CONV_MACS / (CONV_MACS + fc_macs)
 
 
+@pytest.mark.slow
 def test_executorch_selective_quantization_quantizes_the_planned_convs():
     pytest.importorskip("executorch")
     from msvit.quantize.executorch import quantized_program

@@ -73,6 +73,7 @@ def test_same_state_dict_same_logits(deepguard, eval_inputs, mode):
     assert (a - b).abs().max().item() <= 1e-5
 
 
+@pytest.mark.slow
 def test_demo_weights_oracle(deepguard, demo_weights, reference, eval_inputs):
     theirs = _dg_model(deepguard, applied=False)
     theirs.load_state_dict(torch.load(demo_weights, weights_only=True), strict=True)

@@ -63,6 +63,7 @@ def test_onnx_metadata_graph_and_manifest(onnx_fp32, demo_model):
     assert not list(onnx_fp32.path.parent.glob(".msvit-tmp-*"))  # temp dir cleaned
 
 
+@pytest.mark.slow
 def test_onnx_is_byte_reproducible(onnx_fp32, demo_model, tmp_path, monkeypatch):
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     again = export(demo_model, "onnx", out_dir=tmp_path, log=None)
@@ -76,6 +77,7 @@ def test_onnx_runner_reload(onnx_fp32, demo_model, eval_set):
     np.testing.assert_allclose(np.concatenate([run(eval_set.x[i:i + 1]) for i in range(3)]), ref, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_onnx_fp16_with_dynamic_batch_and_prob(demo_model, eval_set, tmp_path):
     import onnx
     import onnxruntime as ort
@@ -93,6 +95,7 @@ def test_onnx_fp16_with_dynamic_batch_and_prob(demo_model, eval_set, tmp_path):
     np.testing.assert_allclose(prob, 1 / (1 + np.exp(-logit)), atol=1e-3)
 
 
+@pytest.mark.slow
 def test_trt_without_gpu_writes_onnx_and_trtexec_line(demo_model, eval_set, tmp_path):
     r = export(demo_model, "trt", "fp16", tmp_path, dynamic_batch=True, verify_data=eval_set, strict=False, log=None)
     assert r.status == "unavailable"
@@ -107,6 +110,7 @@ def test_trt_without_gpu_writes_onnx_and_trtexec_line(demo_model, eval_set, tmp_
         export(demo_model, "trt", "fp16", tmp_path / "strict", log=None)
 
 
+@pytest.mark.slow
 def test_openvino_fp32_and_metadata(demo_model, eval_set, tmp_path):
     from msvit.runtime import read_metadata
 
@@ -117,6 +121,7 @@ def test_openvino_fp32_and_metadata(demo_model, eval_set, tmp_path):
     assert md["weights_sha256"] == demo_model.weights_sha256 and md["target"] == "openvino"
 
 
+@pytest.mark.slow
 def test_torchscript_mobile(demo_model, eval_set, tmp_path):
     from msvit.runtime import read_metadata
 
@@ -154,6 +159,7 @@ def test_output_dir_not_writable(demo_model, tmp_path):
     assert r.status == "failed" and str(blocker) in r.message
 
 
+@pytest.mark.slow
 def test_disk_full_mid_write_leaves_nothing(demo_model, tmp_path, monkeypatch):
     import onnx
 
@@ -170,6 +176,7 @@ def test_disk_full_mid_write_leaves_nothing(demo_model, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # no artifact, no manifest, no temp dir
 
 
+@pytest.mark.slow
 def test_artifact_and_manifest_publish_together(demo_model, tmp_path, monkeypatch):
     """Issue 13: with room for the .onnx but not for its manifest, the run used to publish the
     artifact and then say nothing was published. Now the manifest is staged beside the files
@@ -210,6 +217,7 @@ def test_manifest_is_as_readable_as_the_artifact(onnx_fp32):
     assert (onnx_fp32.manifest.stat().st_mode & 0o777) == (onnx_fp32.path.stat().st_mode & 0o777) == 0o644
 
 
+@pytest.mark.slow
 def test_interrupted_export_publishes_nothing(demo_model, tmp_path, monkeypatch):
     import onnx
 
@@ -219,6 +227,7 @@ def test_interrupted_export_publishes_nothing(demo_model, tmp_path, monkeypatch)
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_parity_failure_is_a_typed_error(demo_model, tmp_path, monkeypatch):
     from msvit.errors import ToleranceError
     from msvit.runtime import onnx as onnx_runtime
@@ -260,6 +269,7 @@ def test_cli_bad_inputs_exit_codes(demo_weights, tmp_path, capsys):
         main(["--target", "tflite"])
 
 
+@pytest.mark.slow
 def test_cli_trt_exits_nonzero_with_one_line_reason(demo_weights, tmp_path, capsys):
     from msvit.export.cli import main
 
@@ -270,6 +280,7 @@ def test_cli_trt_exits_nonzero_with_one_line_reason(demo_weights, tmp_path, caps
     assert (tmp_path / "ms_eff_vit_b0_fp16_trt10.onnx").is_file()
 
 
+@pytest.mark.slow
 def test_image_input_artifact_matches_preprocess_plus_tensor_artifact(demo_model, eval_set, tmp_path, reference):
     """--input image: uint8 letterboxed NHWC pixels in, (prob, logit) out; the cast, layout change
     and normalisation are in the graph. P within 1e-4 of msvit.preprocess + the tensor model."""

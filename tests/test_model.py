@@ -129,6 +129,7 @@ def test_b5_builds_with_expected_shape():
     assert len(m.h_vit.blocks) == 6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode,key", [("deepguard", "logits_deepguard"), ("applied", "logits_attention_applied")])
 def test_demo_checkpoint_reproduces_deepguard_logits(demo_weights, reference, eval_inputs, mode, key):
     m = msvit.ms_eff_vit_b0(weights=demo_weights, attn_mode=mode)

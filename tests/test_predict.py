@@ -184,6 +184,7 @@ def test_exif_orientation_is_applied(tmp_path, face_rgb):
 
 
 # ----------------------------------------------------------------------------- face detector vs manifest
+@pytest.mark.slow
 def test_faces_overlap_manifest_crop_boxes():
     """Acceptance: crop boxes made the manifest's way (face box + 20% per side, clipped) overlap
     the manifest's with IoU >= 0.5 on >= 95% of the listed frames of both videos."""

@@ -64,6 +64,7 @@ def test_onnx_int8_default_settings_stay_within_their_gate_on_eval(onnx_int8, ca
     assert float(md["sensitivity_dprob"]) == pytest.approx(0.05 / 3, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_onnx_int8_is_really_int8_and_self_describing(onnx_int8, calib):
     import onnx
 
@@ -101,6 +102,7 @@ def test_onnx_int8_cpu_flavour_quantizes_what_onnxruntime_runs_in_int8(onnx_int8
     assert sum(op in ("QGemm", "MatMulIntegerToFloat", "QLinearMatMul") for op in fused) == len(act_dq)
 
 
+@pytest.mark.slow
 def test_int8_same_inputs_same_artifact(onnx_int8, demo_model, calib, eval_set, tmp_path):
     again = _default_int8(demo_model, "onnx", calib, eval_set, tmp_path)
     assert again.extra["plan_cache"] == "hit"
@@ -108,6 +110,7 @@ def test_int8_same_inputs_same_artifact(onnx_int8, demo_model, calib, eval_set, 
     assert h[0] == h[1]
 
 
+@pytest.mark.slow
 def test_trt_int8_qdq_onnx_is_symmetric_on_op_inputs(demo_model, calib, eval_set, tmp_path):
     import onnx
     from onnx import numpy_helper
@@ -151,6 +154,7 @@ def test_openvino_int8_default_settings_stay_within_their_gate_on_eval(openvino_
 
 # ---- calibration data ------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_changed_image_changes_hash_and_recalibrates(demo_model, faces_dir, tmp_path):
     src = sorted((faces_dir / "calib" / "fake").glob("*.jpg"))[:5] + sorted((faces_dir / "calib" / "real").glob("*.jpg"))[:5]
     d = tmp_path / "cal"

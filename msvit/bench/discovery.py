@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MsvitError
+from ..export.targets import TARGETS
+from ..runtime.meta import ArtifactMeta
 from .options import BenchError
 
 
@@ -27,15 +29,23 @@ class Artifact:
     files: list[Path] = field(default_factory=list)
     weights_sha256: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    format: str = ""  # the file's msvit.runtime format (default: the target's)
+
+    def __post_init__(self) -> None:
+        self.format = self.format or (TARGETS[self.target].format if self.target in TARGETS else self.target)
+
+    @property
+    def intermediate(self) -> bool:
+        """A file its target wrote on the way to its real artifact (TensorRT's ONNX, for trtexec)."""
+        return self.target in TARGETS and TARGETS[self.target].format != self.format
 
     @classmethod
-    def from_metadata(cls, path: Path, meta: dict[str, str], target: str, files: list[Path] | None = None,
+    def from_metadata(cls, path: Path, meta: dict[str, str], fmt: str, files: list[Path] | None = None,
                       status: str = "ok", message: str = "") -> "Artifact":
-        dim = str(meta.get("input_shape", "")).split("x")[0]
-        return cls(path, meta.get("target", target) if target == "onnx" else target,
-                   meta.get("precision", "unknown"), None if dim == "N" else int(dim) if dim.isdigit() else 1,
-                   meta.get("model"), meta.get("attn_mode"), status, message, files or [path],
-                   meta.get("weights_sha256") or None, meta)
+        m = ArtifactMeta.from_flat(meta)
+        target = m.target if m.target in TARGETS else fmt  # the writer, e.g. trt for its ONNX
+        return cls(path, target, meta.get("precision", "unknown"), m.batch, m.model, m.attn_mode, status, message,
+                   files or [path], m.weights_sha256, meta, fmt)
 
 
 def _read_manifest(p: Path) -> dict[str, Any] | None:
@@ -80,10 +90,12 @@ def discover_artifacts(folder: str | os.PathLike) -> list[Artifact]:
                 if not meta:
                     a.message = "no msvit metadata in the artifact: parity not judged"
             except MsvitError as e:
-                a = Artifact(p, fmt.name, "unknown", 1, files=files, status="unavailable", message=str(e))
-        if a.target == "trt" and p.suffix == ".onnx" and a.status == "ok":
-            a.status, a.message = "unavailable", "ONNX for trtexec only: no engine built"
+                a = Artifact(p, fmt.name, "unknown", 1, files=files, status="unavailable", message=str(e),
+                             format=fmt.name)
+        if a.intermediate and a.status == "ok":
+            t = TARGETS[a.target]
+            a.status, a.message = "unavailable", f"{fmt.title} for {t.title} only: no {t.suffix} built"
         found.append(a)
-    # an engine supersedes the ONNX it was built from
-    engines = {(a.precision, a.batch) for a in found if a.path.suffix == ".engine"}
-    return [a for a in found if not (a.target == "trt" and a.path.suffix == ".onnx" and (a.precision, a.batch) in engines)]
+    # a target's real artifact supersedes the intermediate it was built from (an engine, its ONNX)
+    built = {(a.target, a.precision, a.batch) for a in found if not a.intermediate}
+    return [a for a in found if not (a.intermediate and (a.target, a.precision, a.batch) in built)]

@@ -6,8 +6,8 @@ import platform
 from datetime import datetime, timezone
 from typing import Any
 
-from ..version import package_versions
 from ..cpu import INT8_FEATURES, cpu_int8_features, cpu_name  # noqa: F401  (re-exported)
+from ..version import package_versions
 
 BACKENDS = ("msvit", "torch", "timm", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "executorch",
             "coremltools", "tensorrt", "scikit-learn", "matplotlib")

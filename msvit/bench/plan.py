@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 from ..export.targets import get_target
 from ..fileio import path_size
+from ..model.info import model_info
 from .discovery import Artifact
 from .rows import BenchRow
 
@@ -88,7 +89,7 @@ def artifact_rows(found: list[Artifact], targets: Sequence[str] | None, precisio
         row = BenchRow(t.title, tname, prec, t.device, "ok", threads=threads, artifact=str(main.path),
                        size_mb=round(sum(path_size(f) for f in main.files) / 1e6, 3), input_kind=kind,
                        note="uint8 image input" if kind == "image" else "")
-        why = why_not(tname) if main.path.suffix != ".onnx" or tname != "trt" else main.message
+        why = main.message if main.intermediate else why_not(tname)
         if main.status == "unavailable" or why:
             row.fail(why or main.message, "unavailable")
             cands.append(Candidate(row))
@@ -96,7 +97,7 @@ def artifact_rows(found: list[Artifact], targets: Sequence[str] | None, precisio
         c = Candidate(row, a1, an)
         if a1 is None:
             row.note = (row.note + "; " if row.note else "") + f"no batch-1 artifact (static batch {an.batch})"
-        if main.weights_sha256 is None or main.weights_sha256 != (getattr(net, "weights_sha256", "") or None):
+        if main.weights_sha256 is None or main.weights_sha256 != (model_info(net).weights_sha256 or None):
             row.note = (row.note + "; " if row.note else "") + "exported from other/unknown weights: parity not judged"
             c.judge_parity = False
         cands.append(c)

@@ -8,6 +8,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..export.targets import TARGETS
+from ..model.info import model_info
 from .discovery import discover_artifacts
 from .evaluate import evaluate_row
 from .load import load_row
@@ -53,9 +54,9 @@ def run(options: BenchOptions | None = None, *, log: Callable[[str], None] | Non
     attn_mode = o.attn_mode or next((a.attn_mode for a in found if a.attn_mode), None) or "deepguard"
     net = _build(o, model, attn_mode, say)
     compute = _compute(net, o.budget_gmacs, say)
-    ev, data_desc = _eval_data(o, int(getattr(net, "img_size", 224)), progress, say)
+    ev, data_desc = _eval_data(o, model_info(net).img_size, progress, say)
     ref = np.concatenate([runtime_ref(net, ev.x[i:i + 16]) for i in range(0, len(ev.x), 16)])
-    x1, xn = _timing_inputs(o.batch, int(getattr(net, "img_size", 224)))
+    x1, xn = _timing_inputs(o.batch, model_info(net).img_size)
 
     base = BenchRow("PyTorch", "torch", "fp32", "cuda" if o.device != "cpu" else "cpu", "ok", threads=threads,
                     size_mb=round(sum(t.numel() * t.element_size() for t in

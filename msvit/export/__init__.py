@@ -15,6 +15,7 @@ import torch.nn as nn
 
 from ..data import resolve_data
 from ..errors import CalibrationError, ExportError
+from ..model.info import model_info
 from ..quantize import Int8Options
 from .core import ExportContext, ExportOptions, ExportResult, TargetOutput, build_metadata, run_export
 from .graph import INPUT_KINDS, image_metadata
@@ -35,7 +36,7 @@ def artifact_stem(model: nn.Module, precision: str, batch: int = 1, dynamic_batc
                   input_kind: str = "tensor") -> str:
     """``ms_eff_vit_b0[_applied]_<precision>[_dyn|_bN][_img]``."""
     stem = f"{getattr(model, 'variant', 'model')}"
-    if getattr(model, "attn_mode", "deepguard") != "deepguard":
+    if (model_info(model).attn_mode or "deepguard") != "deepguard":
         stem += f"_{model.attn_mode}"
     stem += f"_{precision.replace('-', '_')}"
     if dynamic_batch:
@@ -101,7 +102,7 @@ def export(
     check_request(t, precision, calib_given=calib is not None)
     if batch < 1:
         raise ExportError(f"--batch must be >= 1, got {batch}")
-    variant = getattr(model, "variant", "")
+    variant = model_info(model).variant
     if variant == "ms_eff_vit_b5" and not t.holds_b5:
         raise ExportError(f"{t.title} cannot hold ms_eff_vit_b5 ({t.note or 'not supported'}); "
                           "export b5 to onnx, trt, openvino, coreml or executorch")
@@ -111,7 +112,7 @@ def export(
     meta = build_metadata(model, t, precision, batch, dynamic_batch)
     stem = artifact_stem(model, precision, batch, dynamic_batch, options.input)
     if options.input == "image":
-        meta.update(image_metadata(int(getattr(model, "img_size", 224)), "N" if dynamic_batch else str(batch)))
+        meta.update(image_metadata(model_info(model).img_size, "N" if dynamic_batch else str(batch)))
     ctx = ExportContext(model=model, target=t, precision=precision, out_dir=Path(out_dir), stem=stem, batch=batch,
                         dynamic_batch=dynamic_batch, opset=opset, metadata=meta, calib=calib,
                         options=options, log=log)

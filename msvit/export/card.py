@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..runtime.meta import ArtifactMeta
+
 SNIPPETS = {
     "onnx": ("Python (onnxruntime)", """import onnxruntime as ort
 s = ort.InferenceSession("{file}")
@@ -50,9 +52,8 @@ def _get(meta: dict[str, str], key: str, default: str = "-") -> str:
 
 def card_markdown(file: str, meta: dict[str, str], result: dict[str, Any] | None = None) -> str:
     """The card of one artifact: every fact comes from its metadata (and the export result)."""
-    size = _get(meta, "input_shape").split("x")
     image = meta.get("input_kind") == "image" or meta.get("target") == "coreml"
-    s = int(size[-2]) if len(size) == 4 and size[-2].isdigit() else 224
+    s = ArtifactMeta.from_flat(meta).image_size
     dtype = "uint8" if image else "float32"
     name = _get(meta, "input_name", "image")
     rng = "0..255 RGB pixels" if image else "(pixel / 255 - mean) / std, RGB"
@@ -85,7 +86,7 @@ def card_markdown(file: str, meta: dict[str, str], result: dict[str, Any] | None
         lines.append(f"- Verified against PyTorch FP32: max |Δlogit| {p['max_abs_dlogit']:.2e}, max |ΔP| "
                      f"{p['max_abs_dprob']:.2e}, agreement {p['agreement']:.3f} on {p['data']}.")
     title, code, other = SNIPPETS.get(meta.get("target", ""), SNIPPETS["onnx"])
-    shape = "(" + ", ".join("N" if d == "N" else d for d in size) + ")"
+    shape = "(" + ", ".join(_get(meta, "input_shape").split("x")) + ")"
     lines += ["", f"## Use ({title})", "", "```python" if "Swift" not in title else "```swift",
               code.format(file=file, name=name, dtype=dtype, shape=shape).rstrip(), "```", "",
               f"Other platforms: {other.format(file=file, name=name)}.", "",

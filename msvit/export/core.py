@@ -20,8 +20,9 @@ from ..data import ImageSet, skipped_records
 from ..errors import (AccuracyGuardError, ExportError, MsvitError, OutputExistsError, TargetUnavailableError,
                       UsageError, ValidationError)
 from ..fileio import atomic_write_text, make_temp_dir, path_size, sweep_stale_temp
-from ..version import package_versions
+from ..model.info import model_info
 from ..quantize import CalibrationSet, Int8Job, Int8Options, Int8Result
+from ..version import package_versions
 from .card import card_markdown
 from .targets import Target
 from .validate import DEFAULT_ATOL, ParityReport, check, compare
@@ -63,7 +64,7 @@ class ExportContext:
 
     @property
     def img_size(self) -> int:
-        return int(getattr(self.model, "img_size", 224))
+        return model_info(self.model).img_size
 
     def example(self) -> torch.Tensor:
         """An input of the exported graph's own kind (``options.input``)."""
@@ -180,30 +181,13 @@ def backend_versions() -> dict[str, str]:
 def build_metadata(model: nn.Module, target: Target, precision: str, batch: int, dynamic_batch: bool,
                    extra: dict[str, Any] | None = None) -> dict[str, str]:
     """Self-description embedded in every artifact (flat str -> str, the lowest common format)."""
+    from ..runtime.meta import common_metadata
     from ..version import __version__
-    from ..model.ms_eff_vit import IMAGENET_MEAN, IMAGENET_STD
 
-    size = int(getattr(model, "img_size", 224))
-    meta = {
-        "model": getattr(model, "variant", type(model).__name__),
-        "family": "MS-Eff-ViT (DeepGuard)",
-        "attn_mode": getattr(model, "attn_mode", ""),
-        "target": target.name,
-        "precision": precision,
-        "input_name": "image",
-        "input_shape": f"{'N' if dynamic_batch else batch}x3x{size}x{size}",
-        "input_format": "float32 NCHW RGB",
-        "preprocess": f"longest side -> {size} (bilinear), centre zero-pad to {size}x{size}, /255, (x-mean)/std",
-        "mean": json.dumps(list(IMAGENET_MEAN)),
-        "std": json.dumps(list(IMAGENET_STD)),
-        "output": "logit (N,1); P(fake) = sigmoid(logit)",
-        "labels": json.dumps({"0": "real", "1": "fake"}),
-        "threshold": "0.5",
-        "weights_file": os.path.basename(getattr(model, "weights_path", None) or "") or "untrained",
-        "weights_sha256": getattr(model, "weights_sha256", "") or "",
-        "msvit_version": __version__,
-        "exported_at": export_time(),
-    }
+    info = model_info(model)
+    shape = (None if dynamic_batch else batch, 3, info.img_size, info.img_size)
+    meta = {**common_metadata(info, target.name, precision, shape), "msvit_version": __version__,
+            "exported_at": export_time()}
     meta.update({f"{k}_version": v for k, v in backend_versions().items()})
     if extra:
         meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in extra.items()})

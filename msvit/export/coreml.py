@@ -27,9 +27,11 @@ import torch
 import torch.nn as nn
 
 from ..errors import ExportError, MsvitError, ValidationError
+from ..model.info import model_info
 from ..quantize import run_int8
 from ..quantize.coreml import CoreMLInt8
 from ..runtime.coreml import INPUT, LOGIT, OUTPUT, annotate, import_ct, inspect, quiet
+from ..runtime.meta import ArtifactMeta
 from .core import ExportContext, TargetOutput
 
 DEFAULT_DEPLOYMENT_TARGET = "iOS16"
@@ -69,7 +71,7 @@ def deployment_target(ct, name: str | None):
 def convert(model: nn.Module, precision: str = "fp16", target: str | None = None, batch: int = 1):
     """PyTorch -> in-memory ``MLModel`` (fp16/fp32 compute precision, image in, P(fake) out)."""
     ct = import_ct()
-    size = int(getattr(model, "img_size", 224))
+    size = model_info(model).img_size
     wrapped = ImageModel(model).eval()
     ex = torch.rand(batch, 3, size, size)
     try:
@@ -159,7 +161,7 @@ def check_shape(ctx: ExportContext) -> None:
 
 def save(ml, path: Path, metadata: dict[str, str]) -> Path:
     """Annotate with the metadata and write the package."""
-    annotate(ml, metadata, int(str(metadata.get("input_shape", "1x3x224x224")).split("x")[-1]))
+    annotate(ml, metadata, ArtifactMeta.from_flat(metadata).image_size)
     with quiet():
         ml.save(str(path))
     return path

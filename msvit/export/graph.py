@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..model.info import model_info
 from ..model.variants import IMAGENET_MEAN, IMAGENET_STD
 
 INPUT_KINDS = ("tensor", "image")
@@ -18,7 +19,7 @@ class ImageInput(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-        self.img_size = int(getattr(model, "img_size", 224))
+        self.img_size = model_info(model).img_size
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, 1, 1, 3), False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 1, 1, 3), False)
 

@@ -46,10 +46,11 @@ import torch.nn as nn
 
 from ..errors import CalibrationError, ExportError, TargetUnavailableError
 from ..fileio import atomic_write
-from ..version import package_versions
+from ..model.info import model_info
 from ..runtime.base import graph_feed
-from .graph import ImageInput
 from ..runtime.litert import METADATA_NAME, SIGNATURE, check_tflite_bytes, read_metadata
+from ..version import package_versions
+from .graph import ImageInput
 
 PRECISIONS = ("fp32", "fp16", "int8")
 INPUT_KINDS = ("tensor", "image")
@@ -179,7 +180,7 @@ def _tail(buf: io.StringIO, n: int = 3) -> str:
 def _convert_float(model: nn.Module, kind: str, batch: int) -> bytes:
     import litert_torch
 
-    size = int(getattr(model, "img_size", 224))
+    size = model_info(model).img_size
     example = (torch.zeros(batch, size, size, 3, dtype=torch.uint8) if kind == "image"
                else torch.zeros(batch, 3, size, size))
     module = _Named(model, kind).eval()
@@ -307,7 +308,7 @@ def convert_litert(model: nn.Module, path: Path, precision: str, metadata: dict[
         raise CalibrationError("LiteRT INT8 needs calibration images (calib_x / --calib-data)")
     _require()
     path = Path(path)
-    size = int(getattr(model, "img_size", 224))
+    size = model_info(model).img_size
     t0 = time.perf_counter()
     if float_bytes is None:
         float_bytes = _convert_float(model.eval(), input_kind, batch)

@@ -3,32 +3,47 @@ the export wrapper and the benchmark (as Ultralytics' ``export_formats`` does)."
 from __future__ import annotations
 
 import importlib.util
-import platform
 from dataclasses import dataclass
 
-from ..runtime.tensorrt import probe
+from ..runtime import BY_NAME, Format
 
 PRECISIONS = ("fp32", "fp16", "int8", "int8-weights")
 
 
 @dataclass(frozen=True)
 class Target:
+    """An export target: the artifact :class:`~msvit.runtime.Format` it writes (title, suffix,
+    where it runs: from the runtime's table) plus what exporting it needs."""
+
     name: str
-    title: str
-    suffix: str  # of the main artifact (a directory for .mlpackage)
+    format: str  # msvit.runtime.BY_NAME key
     precisions: tuple[str, ...]
     default_precision: str
     packages: tuple[str, ...]  # import names needed to export
     extra: str  # pip extra that installs them
-    runs_on: str = "any"  # where the artifact can be executed: any | macos | cuda
     needs_gpu_to_build: bool = False
     holds_b5: bool = True
     note: str = ""
 
     @property
+    def fmt(self) -> Format:
+        return BY_NAME[self.format]
+
+    @property
+    def title(self) -> str:
+        return self.fmt.title
+
+    @property
+    def suffix(self) -> str:  # of the main artifact (a directory for .mlpackage)
+        return self.fmt.suffix
+
+    @property
+    def runs_on(self) -> str:
+        return self.fmt.runs_on
+
+    @property
     def device(self) -> str:
-        """Where its artifacts execute in a benchmark: cuda for GPU-only formats, else cpu."""
-        return "cuda" if self.runs_on == "cuda" else "cpu"
+        return self.fmt.device
 
     def missing_packages(self) -> list[str]:
         return [p for p in self.packages if importlib.util.find_spec(p) is None]
@@ -40,42 +55,28 @@ class Target:
         return True, ""
 
     def can_run_here(self) -> tuple[bool, str]:
-        if self.runs_on == "macos" and platform.system() != "Darwin":
-            return False, f"{self.title} models run only on macOS/iOS (structure verified instead)"
-        if self.runs_on == "cuda":
-            return probe()
-        from ..runtime import SUFFIXES  # running needs the runtime's packages only (LiteRT: not the converter)
-
-        fmt = SUFFIXES.get(self.suffix)
-        missing = [p for p in (fmt.packages if fmt else self.packages) if importlib.util.find_spec(p) is None]
-        if missing:
-            return False, f"{', '.join(missing)} not installed (pip install 'msvit[{fmt.extra if fmt else self.extra}]')"
-        return True, ""
+        """Running needs the runtime's packages only (LiteRT: not the converter)."""
+        return self.fmt.can_run_here()
 
 
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
-        Target("onnx", "ONNX", ".onnx", ("fp32", "fp16", "int8"), "fp32",
-               ("onnx", "onnxruntime", "onnxslim", "onnxscript"), "onnx"),
-        Target("trt", "TensorRT", ".engine", ("fp16", "int8", "fp32"), "fp16",
-               ("onnx", "onnxruntime", "onnxslim", "onnxscript"), "trt", runs_on="cuda", needs_gpu_to_build=True),
-        Target("coreml", "Core ML", ".mlpackage", ("fp16", "fp32", "int8", "int8-weights"), "fp16",
-               ("coremltools",), "coreml", runs_on="macos"),
+        Target("onnx", "onnx", ("fp32", "fp16", "int8"), "fp32", ("onnx", "onnxruntime", "onnxslim", "onnxscript"), "onnx"),
+        Target("trt", "trt", ("fp16", "int8", "fp32"), "fp16", ("onnx", "onnxruntime", "onnxslim", "onnxscript"), "trt",
+               needs_gpu_to_build=True),
+        Target("coreml", "coreml", ("fp16", "fp32", "int8", "int8-weights"), "fp16", ("coremltools",), "coreml"),
         # b5 (52 M params, 15 GMACs at 384 px) is far beyond what the lite interpreter runs
         # usefully on a phone; its successor ExecuTorch (XNNPACK, INT8) takes b5.
-        Target("torchscript", "TorchScript-mobile", ".ptl", ("fp32",), "fp32", ("torch",), "onnx", holds_b5=False,
+        Target("torchscript", "torchscript", ("fp32",), "fp32", ("torch",), "onnx", holds_b5=False,
                note="deprecated upstream: prefer --target executorch for mobile"),
-        Target("openvino", "OpenVINO IR", ".xml", ("fp32", "fp16", "int8"), "fp32",
-               ("openvino",), "openvino"),
-        Target("executorch", "ExecuTorch", ".pte", ("fp32", "int8"), "fp32",
-               ("executorch",), "executorch"),
+        Target("openvino", "openvino", ("fp32", "fp16", "int8"), "fp32", ("openvino",), "openvino"),
+        Target("executorch", "executorch", ("fp32", "int8"), "fp32", ("executorch",), "executorch"),
         # ONNX Runtime Mobile: the verified ONNX as .ort + the reduced-operator build config
-        Target("ort", "ONNX Runtime Mobile", ".ort", ("fp32", "int8"), "fp32",
-               ("onnx", "onnxruntime", "onnxslim", "onnxscript"), "onnx"),
+        Target("ort", "ort", ("fp32", "int8"), "fp32", ("onnx", "onnxruntime", "onnxslim", "onnxscript"), "onnx"),
         # LiteRT (TFLite): litert-torch converts, ai-edge-quantizer quantizes, ai-edge-litert runs
-        Target("litert", "LiteRT", ".tflite", ("fp32", "fp16", "int8"), "fp32",
-               ("litert_torch", "ai_edge_quantizer", "ai_edge_litert"), "litert"),
+        Target("litert", "litert", ("fp32", "fp16", "int8"), "fp32", ("litert_torch", "ai_edge_quantizer", "ai_edge_litert"),
+               "litert"),
     )
 }
 

@@ -22,6 +22,7 @@ from timm.models import build_model_with_cfg, register_model
 from timm.models._features import feature_take_indices
 
 from ..errors import MsvitError
+from .info import ModelInfo
 from .layers import ATTN_MODES, AttnMode, ViTLayer
 from .variants import DATASETS, IMAGENET_MEAN, IMAGENET_STD, VARIANTS, VariantArgs, release_url
 from .weights import download_weights, load_checkpoint
@@ -109,6 +110,8 @@ class MultiScaleEffViT(nn.Module):
         pretrained_backbone: load timm's ImageNet backbone weights (needs the network);
             off by default, checkpoints carry the backbone anyway.
     """
+
+    __jit_unused_properties__ = ["info"]  # Python-side provenance, not part of the scripted graph
 
     def __init__(
         self,
@@ -242,6 +245,13 @@ class MultiScaleEffViT(nn.Module):
     @torch.jit.ignore
     def no_weight_decay_keywords(self) -> set[str]:
         return {"pos_embed", "cls_token", "bn", "norm"}
+
+    @property
+    def info(self) -> ModelInfo:
+        """The model's facts (variant, input size, block mode, weights) as one typed record:
+        what export writes into artifacts and runtime, bench and predict read."""
+        return ModelInfo(getattr(self, "variant", None) or type(self).__name__, self.img_size, self.attn_mode,
+                         getattr(self, "weights_path", None), getattr(self, "weights_sha256", "") or "")
 
     @torch.jit.ignore
     def load_pretrained(self, checkpoint_path: str) -> None:

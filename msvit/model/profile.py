@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+from .info import model_info
 from .layers import frozen_weights
 
 #: DeepGuard's published real-time budget for b0, in fvcore "FLOPs" (= GMACs).
@@ -107,7 +108,7 @@ def count_params(model: nn.Module, trainable: bool = False) -> tuple[int, dict[s
 @torch.no_grad()
 def profile(model: nn.Module, batch: int = 1) -> Profile:
     """Params (total and per part) and MACs of one forward pass at the model's input size."""
-    size = getattr(model, "img_size", 224)
+    size = model_info(model).img_size
     x = torch.zeros(batch, 3, size, size)
     was_training = model.training
     model.eval()
@@ -124,8 +125,8 @@ def profile(model: nn.Module, batch: int = 1) -> Profile:
     params, params_by_part = count_params(model)
     trainable, trainable_by_part = count_params(model, trainable=True)
     return Profile(
-        model=getattr(model, "variant", type(model).__name__),
-        attn_mode=getattr(model, "attn_mode", "n/a"),
+        model=model_info(model).variant,
+        attn_mode=(model_info(model).attn_mode or "n/a"),
         input_size=(batch, 3, size, size),
         params=params,
         params_by_part=params_by_part,

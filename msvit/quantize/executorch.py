@@ -24,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..model.info import model_info
 from ..runtime.base import flat_metadata, quiet_output
 from ..runtime.coverage import Coverage, program_coverage
 from .runner import Built, Int8Adapter, Int8Job
@@ -59,7 +60,7 @@ def quantized_program(model: torch.nn.Module, calib_x: np.ndarray, modules: list
     ``calib_x`` is what the graph takes; ``example(n)`` a batch-n input of that kind."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    size = int(getattr(model, "img_size", 224))
+    size = model_info(model).img_size
     example = example or (lambda n: torch.zeros(n, 3, size, size))
     t0 = time.perf_counter()
     dyn = torch.export.Dim("batch", min=1, max=max(CALIB_BATCH, batch))

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import CalibrationError
+from ..model.info import model_info
 from ..model.weights import cache_dir
 from ..runtime.base import example_input, flat_metadata, graph_feed
 from ..runtime.coverage import Coverage
@@ -32,7 +33,7 @@ RUN_ONLY_KEYS = ("attempts", "sensitivity", "plan_cache")
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:
-    sha = getattr(model, "weights_sha256", None)
+    sha = (model_info(model).weights_sha256 or None)
     if sha:
         return sha
     h = hashlib.sha256()
@@ -55,7 +56,7 @@ def plan_for(model: torch.nn.Module, calib: CalibrationSet, method: str, sensiti
     key_src = json.dumps({"weights": weights_fingerprint(model), "data": calib.sha256, "method": method,
                           "symmetric_act": symmetric_act, "sensitivity_dprob": sensitivity_dprob,
                           "bound": gate.describe(), "dprob_floor": DPROB_FLOOR,
-                          "attn_mode": getattr(model, "attn_mode", ""), "n": len(calib.calib), "msvit": __version__},
+                          "attn_mode": model_info(model).attn_mode, "n": len(calib.calib), "msvit": __version__},
                          sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:24]
     path = cache_dir() / "quant" / f"plan-{key}.json"
@@ -134,7 +135,7 @@ class Int8Job:
 
     @property
     def img_size(self) -> int:
-        return int(getattr(self.model, "img_size", 224))
+        return model_info(self.model).img_size
 
     @property
     def graph_module(self) -> torch.nn.Module:

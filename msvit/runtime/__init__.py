@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,27 +25,56 @@ from .base import InputSpec, Session
 
 @dataclass(frozen=True)
 class Format:
-    name: str  # the export target that writes it
+    """One kind of artifact msvit writes or opens: the single table export targets, the loader
+    and the benchmark read (an export :class:`~msvit.export.targets.Target` names its format)."""
+
+    name: str
     title: str
-    suffixes: tuple[str, ...]
+    suffixes: tuple[str, ...]  # the first is what msvit writes
     module: str  # msvit.runtime.<module>
     session: str  # class name in that module
     packages: tuple[str, ...]  # import names needed to run it
     extra: str  # pip extra that installs them
+    runs_on: str = "any"  # where it executes: any | macos | cuda
+
+    @property
+    def suffix(self) -> str:
+        return self.suffixes[0]
+
+    @property
+    def device(self) -> str:
+        """Where it executes in a benchmark: cuda for GPU-only formats, else cpu."""
+        return "cuda" if self.runs_on == "cuda" else "cpu"
+
+    def can_run_here(self) -> tuple[bool, str]:
+        """(runs on this host, why not): the OS, the GPU, then the runtime's packages."""
+        if self.runs_on == "macos" and platform.system() != "Darwin":
+            return False, f"{self.title} models run only on macOS/iOS (structure verified instead)"
+        if self.runs_on == "cuda":
+            from .tensorrt import probe
+
+            return probe()
+        missing = [m for m in self.packages if importlib.util.find_spec(m) is None]
+        if missing:
+            return False, f"{', '.join(missing)} not installed (pip install 'msvit[{self.extra}]')"
+        return True, ""
 
 
 FORMATS: tuple[Format, ...] = (
-    Format("onnx", "ONNX", (".onnx", ".ort"), "onnx", "OrtSession", ("onnxruntime",), "onnx"),
+    Format("onnx", "ONNX", (".onnx",), "onnx", "OrtSession", ("onnxruntime",), "onnx"),
+    Format("ort", "ONNX Runtime Mobile", (".ort",), "onnx", "OrtSession", ("onnxruntime",), "onnx"),
     Format("openvino", "OpenVINO IR", (".xml",), "openvino", "OVSession", ("openvino",), "openvino"),
     Format("executorch", "ExecuTorch", (".pte",), "executorch", "ETSession", ("executorch",), "executorch"),
     Format("torchscript", "TorchScript-mobile", (".ptl",), "torchscript", "LiteSession", ("torch",), "onnx"),
-    Format("coreml", "Core ML", (".mlpackage", ".mlmodel"), "coreml", "CoreMLSession", ("coremltools",), "coreml"),
-    Format("trt", "TensorRT", (".engine", ".plan"), "tensorrt", "TRTSession", ("tensorrt",), "trt"),
-    Format("litert", "LiteRT", (".tflite",), "litert", "LiteRTSession", ("ai_edge_litert",), "litert"),
+    Format("coreml", "Core ML", (".mlpackage", ".mlmodel"), "coreml", "CoreMLSession", ("coremltools",), "coreml",
+           runs_on="macos"),
+    Format("trt", "TensorRT", (".engine", ".plan"), "tensorrt", "TRTSession", ("tensorrt",), "trt", runs_on="cuda"),
+    Format("litert", "LiteRT", (".tflite",), "litert", "LiteRTSession", ("ai_edge_litert",), "predict"),
 )
+BY_NAME = {f.name: f for f in FORMATS}
 SUFFIXES = {s: f for f in FORMATS for s in f.suffixes}
 
-__all__ = ["FORMATS", "Format", "InputSpec", "Session", "detect_format", "from_model", "load", "read_metadata"]
+__all__ = ["BY_NAME", "FORMATS", "Format", "InputSpec", "Session", "detect_format", "from_model", "load", "read_metadata"]
 
 
 def detect_format(path: str | os.PathLike) -> Format:
@@ -78,7 +108,9 @@ def load(path: str | os.PathLike, threads: int | None = None, device: str = "cpu
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     fmt = detect_format(path)
-    return getattr(_module(fmt), fmt.session)(path, threads=threads, device=device, **options)
+    session = getattr(_module(fmt), fmt.session)(path, threads=threads, device=device, **options)
+    session.format, session.title = fmt.name, fmt.title  # one session class may open several formats
+    return session
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:

@@ -14,6 +14,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..errors import DataError
+from ..model.info import model_info
+from .meta import ArtifactMeta
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,11 @@ class Session:
 
     # ------------------------------------------------------------ facts from metadata
     @property
+    def meta(self) -> ArtifactMeta:
+        """The artifact's self-description, typed (``metadata`` holds it as stored)."""
+        return ArtifactMeta.from_flat(self.metadata)
+
+    @property
     def batch(self) -> int | None:
         """The artifact's static batch size, or None when it takes any batch."""
         return self.input_spec.shape[0]
@@ -50,22 +57,19 @@ class Session:
     @property
     def input_size(self) -> int:
         s = self.input_spec.shape[-2] if self.input_spec.layout == "NCHW" else self.input_spec.shape[1]
-        return int(s) if s else int(self.metadata.get("input_size", 224))
+        return int(s) if s else self.meta.image_size
 
     @property
     def threshold(self) -> float:
-        try:
-            return float(self.metadata.get("threshold", 0.5))
-        except ValueError:
-            return 0.5
+        return self.meta.threshold
 
     @property
     def precision(self) -> str:
-        return self.metadata.get("precision", "fp32")
+        return self.meta.precision
 
     @property
     def model(self) -> str | None:
-        return self.metadata.get("model")
+        return self.meta.model
 
     def describe(self) -> str:
         b = "N" if self.batch is None else str(self.batch)
@@ -137,7 +141,7 @@ def example_input(model: Any, batch: int = 1, input_kind: str = "tensor") -> Any
     """A zero batch of what a graph of ``input_kind`` takes (export and calibration trace it)."""
     import torch
 
-    size = int(getattr(model, "img_size", 224))
+    size = model_info(model).img_size
     if input_kind == "image":
         return torch.zeros(batch, size, size, 3, dtype=torch.uint8)
     return torch.zeros(batch, 3, size, size)
@@ -155,10 +159,9 @@ def batch_from_shape(dim: Any) -> int | None:
 def spec_from_metadata(metadata: dict[str, str], default_name: str = "image") -> InputSpec:
     """For formats whose graph does not expose its input shape cheaply: read ``input_shape``
     (and ``input_kind``: ``image`` = letterboxed uint8 NHWC pixels, normalised in the graph)."""
-    image = metadata.get("input_kind") == "image"
-    dims = str(metadata.get("input_shape", "")).split("x")
-    shape = tuple(None if d == "N" else int(d) for d in dims) if dims and all(d == "N" or d.isdigit() for d in dims) \
-        else ((1, 224, 224, 3) if image else (1, 3, 224, 224))
+    meta = ArtifactMeta.from_flat(metadata)
+    image = meta.input_kind == "image"
+    shape = meta.input_shape or ((1, 224, 224, 3) if image else (1, 3, 224, 224))
     name = metadata.get("input_name", default_name)
     return InputSpec(name, shape, "uint8", "NHWC", "image") if image else InputSpec(name, shape)
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import ArtifactError, TargetUnavailableError
 from .base import InputSpec, Session, first_line, to_image_u8
+from .meta import ArtifactMeta
 
 INPUT = "image"
 OUTPUT = "prob_fake"
@@ -123,7 +124,7 @@ class CoreMLSession(Session):
         ct = import_ct()
         meta = read_metadata(path)
         self.model = ct.models.MLModel(str(path), compute_units=getattr(ct.ComputeUnit, compute_units))
-        size = int(str(meta.get("input_shape", "1x3x224x224")).split("x")[-1])
+        size = ArtifactMeta.from_flat(meta).image_size
         super().__init__(path, meta, InputSpec(INPUT, (1, 3, size, size)), device, threads)
 
     def _run(self, x: np.ndarray) -> np.ndarray:

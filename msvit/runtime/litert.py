@@ -120,7 +120,7 @@ def _interpreter(path: str, threads: int | None):
     except ImportError:  # pragma: no cover - the extra is missing
         from ..errors import TargetUnavailableError
 
-        raise TargetUnavailableError("LiteRT artifacts need ai-edge-litert: pip install 'msvit[litert]'") from None
+        raise TargetUnavailableError("LiteRT artifacts need ai-edge-litert: pip install 'msvit[predict]'") from None
     try:
         return Interpreter(model_path=path, num_threads=int(threads) if threads else None)
     except (ValueError, RuntimeError) as e:

@@ -67,8 +67,6 @@ class OrtSession(Session):
         spec = InputSpec(inp.name, tuple(batch_from_shape(d) for d in inp.shape), inp.type[7:-1],
                          "NHWC" if kind == "image" else "NCHW", kind)
         super().__init__(path, meta, spec, device, threads)
-        if str(path).endswith(".ort"):
-            self.format, self.title = "ort", "ONNX Runtime Mobile"
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         return self.session.run([self.output], {self.input_spec.name: x})[0]

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..model.info import model_info
 from .base import InputSpec, Session
+from .meta import common_metadata
 
 
 def model_metadata(model) -> dict[str, str]:
     """What an artifact exported from ``model`` would say about itself (the common keys)."""
-    size = int(getattr(model, "img_size", 224))
-    return {"model": str(getattr(model, "variant", type(model).__name__)),
-            "attn_mode": str(getattr(model, "attn_mode", "")), "precision": "fp32", "threshold": "0.5",
-            "input_shape": f"Nx3x{size}x{size}", "weights_sha256": getattr(model, "weights_sha256", "") or ""}
+    info = model_info(model)
+    return common_metadata(info, "torch", "fp32", (None, 3, info.img_size, info.img_size))
 
 
 class TorchSession(Session):
@@ -26,10 +26,10 @@ class TorchSession(Session):
             torch.set_num_threads(threads)
         self.torch_device = torch.device("cuda" if device in ("cuda", "jetson") else "cpu")
         self.module = model.to(self.torch_device).eval()
-        size = int(getattr(model, "img_size", 224))
-        super().__init__(getattr(model, "weights_path", None), model_metadata(model),
-                         InputSpec("image", (None, 3, size, size)), "cuda" if self.torch_device.type == "cuda"
-                         else "cpu", threads)
+        info = model_info(model)
+        super().__init__(info.weights_path, model_metadata(model), InputSpec("image", (None, 3, info.img_size,
+                                                                              info.img_size)),
+                         "cuda" if self.torch_device.type == "cuda" else "cpu", threads)
 
     def describe(self) -> str:
         return f"PyTorch eager {self.metadata['model']} ({self.device})"
