@@ -83,6 +83,7 @@ def test_fp16_within_1e2(fp16, fp32, eval_set, ref_logits):
     assert "float16" in info["quant_scheme"]
 
 
+@pytest.mark.slow
 def test_image_input_parity(demo_model, faces_dir, lt_dir):
     """uint8 NHWC letterboxed pixels in, (prob, logit) out; normalisation inside the graph."""
     import torch
