@@ -1,15 +1,21 @@
 """Files appear complete or not at all (write under a temp name in the same folder, then
-rename); temp folders name their process so leftovers of killed runs can be swept; output
-paths are checked before any work starts."""
+rename); a set of files (artifact + manifest) is published in an order that is safe under
+SIGKILL, with a journal a later run rolls back; temp folders name their process so leftovers
+of killed runs can be swept; output paths are checked before any work starts."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO, Callable, Iterator
 
 from .errors import UsageError
 
@@ -92,6 +98,134 @@ def _size(p: Path) -> int:
     return total
 
 
+# ---------------------------------------------------------------- publishing a set
+
+#: in a work folder: what a publish in progress moves (written before its first rename)
+JOURNAL = ".publish.json"
+#: in a work folder: the files a publish replaced, kept until the new set is complete
+BACKUP = ".replaced"
+
+
+@dataclass
+class PublishPlan:
+    """A set of files published together: the artifact's files, then its manifest (whose
+    sha256 covers them), then extras (the card). Names are final names in ``out_dir``."""
+
+    work_dir: Path
+    out_dir: Path
+    artifacts: list[str]
+    manifest: str
+    extras: list[str] = field(default_factory=list)
+
+    @property
+    def backup_order(self) -> list[str]:  # the old artifact leaves before the manifest that vouches for it
+        return [*self.artifacts, *self.extras, self.manifest]
+
+    @property
+    def publish_order(self) -> list[str]:  # the new manifest lands before the artifact it vouches for
+        return [self.manifest, *self.artifacts, *self.extras]
+
+    def to_json(self) -> str:
+        inodes = {n: _inode(self.work_dir / n) for n in self.publish_order}
+        return json.dumps({"out_dir": str(self.out_dir), "artifacts": self.artifacts, "manifest": self.manifest,
+                           "extras": self.extras, "inodes": inodes}, indent=1)
+
+
+def _inode(p: Path) -> list[int]:
+    st = os.lstat(p)
+    return [st.st_dev, st.st_ino]  # a rename keeps both: how a later run knows which files were ours
+
+
+def _exists(p: Path) -> bool:
+    return p.exists() or p.is_symlink()
+
+
+def publish_set(plan: PublishPlan) -> list[str]:
+    """Move the staged set from ``plan.work_dir`` into ``plan.out_dir`` so that, at every instant
+    and whatever kills the process (SIGKILL, power loss), every artifact file under a final name
+    sits beside a manifest whose sha256 matches it:
+
+    1. a journal naming the set is written into the work folder;
+    2. files being replaced move into the work folder's ``.replaced/`` (old artifact first,
+       its manifest last);
+    3. the new manifest lands, then the artifact's files, then the extras.
+
+    A run killed in between leaves the journal: :func:`sweep_stale_temp` (at the next export into
+    the folder) rolls the set back and puts the replaced files back, so an overwritten set is never
+    lost. An ``OSError`` rolls back at once. Returns the names that replaced existing files.
+    SIGINT/SIGTERM wait until the set is complete (:func:`deferred_signals` around this call)."""
+    atomic_write_text(plan.work_dir / JOURNAL, plan.to_json())
+    backup = plan.work_dir / BACKUP
+    replaced = []
+    try:
+        for name in plan.backup_order:
+            if _exists(plan.out_dir / name):
+                backup.mkdir(exist_ok=True)
+                os.replace(plan.out_dir / name, backup / name)
+                replaced.append(name)
+        for name in plan.publish_order:
+            os.replace(plan.work_dir / name, plan.out_dir / name)
+    except OSError:
+        rollback(plan.work_dir)
+        raise
+    shutil.rmtree(backup, ignore_errors=True)
+    os.unlink(plan.work_dir / JOURNAL)
+    return replaced
+
+
+def rollback(work_dir: Path) -> str:
+    """Undo an unfinished :func:`publish_set` whose journal is in ``work_dir``: the new files it
+    moved out come back (artifact first, manifest last), then the replaced ones return (manifest
+    first). A set found complete is kept. Returns one line saying which of the two it was."""
+    work_dir = Path(work_dir)
+    try:
+        j = json.loads((work_dir / JOURNAL).read_text())
+    except (OSError, ValueError):
+        return ""
+    out_dir, backup = Path(j["out_dir"]), work_dir / BACKUP
+    plan = PublishPlan(work_dir, out_dir, j["artifacts"], j["manifest"], j["extras"])
+    main = plan.artifacts[0]
+    if not any(_exists(work_dir / n) for n in plan.publish_order):  # every new file is out: complete
+        shutil.rmtree(backup, ignore_errors=True)
+        os.unlink(work_dir / JOURNAL)
+        return f"the interrupted publish of {main} into {out_dir} had completed: kept"
+    ours = {n: tuple(v) for n, v in j["inodes"].items()}
+    for name in reversed(plan.publish_order):  # new artifact out before the manifest vouching for it
+        dst = out_dir / name
+        if _exists(dst) and not _exists(work_dir / name) and tuple(_inode(dst)) == ours.get(name):
+            os.replace(dst, work_dir / name)
+    restored = []
+    for name in reversed(plan.backup_order):  # old manifest back before its artifact
+        if _exists(backup / name) and not _exists(out_dir / name):
+            os.replace(backup / name, out_dir / name)
+            restored.append(name)
+    os.unlink(work_dir / JOURNAL)
+    return (f"the interrupted publish of {main} into {out_dir} was rolled back"
+            + (f": the previous {', '.join(restored)} restored" if restored else ": nothing of it was left"))
+
+
+@contextmanager
+def deferred_signals(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while the block runs (a publish: a few renames), then deliver them to
+    the handlers that were installed. Outside the main thread signals cannot arrive: a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    old = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in signums}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        for s in dict.fromkeys(pending):
+            h = old[s]
+            if callable(h):
+                h(s, None)  # run_cli's SIGTERM handler, Python's KeyboardInterrupt: raises here
+            elif h == signal.SIG_DFL:
+                signal.raise_signal(s)
+
+
 def sweep_stale_temp(folder: str | os.PathLike, log: Callable[[str], None] | None = None) -> list[Path]:
     """Remove ``.msvit-tmp-*`` folders in ``folder`` left by exports that were killed (SIGKILL,
     power loss): only those last modified before this process started and whose process (named
@@ -113,6 +247,15 @@ def sweep_stale_temp(folder: str | os.PathLike, log: Callable[[str], None] | Non
         if m and (int(m.group(1)) == os.getpid() or _alive(int(m.group(1)))):
             continue
         size = _size(p)
+        try:
+            note = rollback(p)  # a publish killed half-way: undo it, put back what it replaced
+        except OSError as e:
+            note = f"could not roll back the interrupted publish in {p.name} ({e}): left in place"
+            if log:
+                log(note)
+            continue
+        if note and log:
+            log(note)
         shutil.rmtree(p, ignore_errors=True)
         if not p.exists():
             removed.append(p)
