@@ -52,6 +52,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
+def disk_full(path: str | os.PathLike, margin: int = 1 << 20) -> bool:
+    """The filesystem holding ``path`` has less than ``margin`` bytes left for this user (how a
+    writer that raised without an errno, e.g. a C++ iostream, is known to have hit a full disk)."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < margin
+
+
 # ---------------------------------------------------------------- temp folders
 
 def make_temp_dir(parent: str | os.PathLike) -> Path:
@@ -84,7 +94,10 @@ def _alive(pid: int) -> bool:
         return False
     except OSError:  # EPERM: it exists, owned by someone else
         return True
-    return True
+    try:  # a zombie (killed, not yet reaped by its parent) does no more work
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _size(p: Path) -> int:
@@ -285,9 +298,23 @@ def check_output_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
         raise UsageError(f"{flag} {path}: cannot create the folder, {probe} is a file")
     if probe.is_symlink() and not probe.exists():
         raise UsageError(f"{flag} {path}: {probe} is a broken symlink")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(f"{flag} {path}: {probe} is not writable")
+    why = cannot_write_in(probe)
+    if why:
+        raise UsageError(f"{flag} {path}: cannot write into {probe} ({why})")
     return path
+
+
+def cannot_write_in(folder: str | os.PathLike) -> str:
+    """Why a file cannot be created in the existing ``folder`` ("" if it can). Found by creating
+    and removing an empty temp file: permission bits say nothing for root, nor for /proc, /sys or
+    a read-only mount."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".msvit-probe-")
+    except OSError as e:
+        return e.strerror or str(e)
+    os.close(fd)
+    os.unlink(tmp)
+    return ""
 
 
 def check_output_file(path: str | os.PathLike, flag: str) -> Path:
@@ -302,6 +329,7 @@ def check_output_file(path: str | os.PathLike, flag: str) -> Path:
     try:
         check_output_dir(parent, flag)
     except UsageError as e:
-        raise UsageError(f"{flag} {path}: cannot write into {parent}: "
-                         f"{str(e).split(': ', 1)[1] if ': ' in str(e) else e}") from None
+        why = str(e).split(": ", 1)[1] if ": " in str(e) else str(e)
+        why = why if why.startswith("cannot write into") else f"cannot write into {parent}: {why}"
+        raise UsageError(f"{flag} {path}: {why}") from None
     return path

@@ -192,9 +192,8 @@ def previous_set(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.skipif(bool(_can_delay_renames()), reason=_can_delay_renames() or "ok")
-@pytest.mark.parametrize("overwrite,kill_after", [(False, 1), (False, 2), (True, 2), (True, 4), (True, 5)],
-                         ids=["fresh-manifest-only", "fresh-before-card", "overwrite-old-moved-out",
-                              "overwrite-new-manifest-only", "overwrite-before-card"])
+@pytest.mark.parametrize("overwrite,kill_after", [(False, 2), (True, 2), (True, 4)],
+                         ids=["fresh-before-card", "overwrite-old-moved-out", "overwrite-new-manifest-only"])
 def test_sigkill_inside_publish_never_shows_an_unvouched_artifact(tmp_path, previous_set, overwrite, kill_after):
     out = tmp_path / "out"
     out.mkdir()
@@ -228,7 +227,7 @@ def test_sigkill_inside_publish_never_shows_an_unvouched_artifact(tmp_path, prev
              "print(len(sweep_stale_temp(sys.argv[1], print)))")
     r = subprocess.run([sys.executable, "-c", sweep, str(out)], capture_output=True, text=True, env=_env(tmp_path))
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip().endswith("1"), r.stdout
+    assert r.stdout.strip().endswith("1"), (r.stdout, sorted(p.name for p in out.iterdir()))
     assert "was rolled back" in r.stdout, r.stdout
     assert not [p for p in out.iterdir() if p.name.startswith(TMP_PREFIX)]
     assert _check(out) == []

@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import MsvitError
+from ..errors import MsvitError, TargetUnavailableError
 from ..export.targets import TARGETS, get_target
 from .metrics import evaluate
 from .timing import (ForeignLoad, PeakMemory, busy_cores, free_threads, interleaved, paired_speedup,
@@ -126,7 +126,7 @@ class Artifact:
     batch: int | None  # None = dynamic
     model: str | None = None
     attn_mode: str | None = None
-    status: str = "ok"  # from the manifest, when there is one
+    status: str = "ok"  # ok | failed (from the manifest) | unavailable (no runtime) | unreadable (corrupt file)
     message: str = ""
     files: list[Path] = field(default_factory=list)
     weights_sha256: str | None = None
@@ -189,8 +189,10 @@ def discover_artifacts(folder: str | os.PathLike) -> list[Artifact]:
                 a = Artifact.from_metadata(p, meta, fmt.name, files)
                 if not meta:
                     a.message = "no msvit metadata in the artifact: parity not judged"
-            except MsvitError as e:
+            except TargetUnavailableError as e:  # its runtime is not installed here
                 a = Artifact(p, fmt.name, "unknown", 1, files=files, status="unavailable", message=str(e))
+            except MsvitError as e:  # corrupt, truncated: the file itself is broken
+                a = Artifact(p, fmt.name, "unknown", 1, files=files, status="unreadable", message=str(e))
         if a.target == "trt" and p.suffix == ".onnx" and a.status == "ok":
             a.status, a.message = "unavailable", "ONNX for trtexec only: no engine built"
         found.append(a)
@@ -280,6 +282,10 @@ def _artifact_rows(found: list[Artifact], targets: Sequence[str] | None, precisi
                        artifact=str(main.path), size_mb=round(_size_bytes(main.files) / 1e6, 3), input_kind=kind,
                        note="uint8 image input" if kind == "image" else "")
         why = _why_not(tname) if main.path.suffix != ".onnx" or tname != "trt" else main.message
+        if main.status == "unreadable":  # a failed row (exit 1), not a missing runtime
+            row.status, row.icon, row.note = "failed", "❎", main.message
+            cands.append(Candidate(row))
+            continue
         if main.status == "unavailable" or why:
             row.status, row.icon, row.note = "unavailable", "❌", why or main.message
             cands.append(Candidate(row))
@@ -342,7 +348,7 @@ def _time_rows(cands: list[Candidate], x1: np.ndarray, xn: np.ndarray | None, it
 
     entries: list[tuple[Candidate, int]] = []
     for c in cands:
-        if c.row.status == "unavailable":
+        if c.row.status != "ok":  # unavailable, or an unreadable artifact: nothing to time
             continue
         if c.s1 is not None:
             entries.append((c, 1))
@@ -616,8 +622,8 @@ def run(
                 for c in cands:
                     c.row.threads = threads
         for c in cands:
-            if c.row.status == "unavailable":
-                say(f"❌ {c.row.name} {c.row.precision}: {c.row.note}")
+            if c.row.status != "ok":
+                say(f"{c.row.icon} {c.row.name} {c.row.precision}: {c.row.note}")
                 continue
             say(f"loading {c.row.name} {c.row.precision}")
             _load_row(c, net, device, threads, x1, warmup)

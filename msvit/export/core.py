@@ -20,7 +20,8 @@ import torch.nn as nn
 from ..data import ImageSet, skipped_records
 from ..errors import (AccuracyGuardError, ExportError, MsvitError, OutputExistsError, TargetUnavailableError,
                       UsageError, ValidationError)
-from ..fileio import PublishPlan, atomic_write_text, deferred_signals, make_temp_dir, publish_set, sweep_stale_temp
+from ..fileio import (PublishPlan, atomic_write_text, deferred_signals, disk_full, make_temp_dir, publish_set,
+                      sweep_stale_temp)
 from ..quantize import CalibrationSet, Int8Job, Int8Options, Int8Result
 from .card import card_markdown
 from .targets import Target
@@ -324,6 +325,10 @@ def run_export(
             out = fn(ctx)
         except OSError as e:
             raise _io_error(e, ctx.out_dir) from None
+        except RuntimeError:  # C++ writers (OpenVINO: "basic_ios::clear: iostream error") lose the errno
+            if disk_full(work):
+                raise _io_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), ctx.out_dir) from None
+            raise
         res.extra.update(out.extra)
         res.message = out.note
         _verify(ctx, out, verify, res)  # before anything is published

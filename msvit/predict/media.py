@@ -9,6 +9,7 @@ frame-exact for every codec.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import re
 import struct
@@ -204,6 +205,26 @@ class VideoFrames:
     decode_s: float = 0.0
 
 
+#: Matroska/WebM (EBML) headers hold a duration, not a frame count: OpenCV's count is duration x fps
+_EBML_MAGIC = b"\x1a\x45\xdf\xa3"
+#: how far such an estimate may overshoot the frames that decode before it is called truncation
+ESTIMATE_SLACK_S = 0.2
+
+
+def count_is_estimate(path: str | os.PathLike) -> bool:
+    """The container does not store a frame count (Matroska/WebM): the declared count is estimated."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == _EBML_MAGIC
+    except OSError:
+        return False
+
+
+def estimate_slack(fps: float | None) -> int:
+    """Frames an estimated count may exceed the decodable ones by (>= 2: rounding at both ends)."""
+    return max(2, math.ceil((fps or 0) * ESTIMATE_SLACK_S))
+
+
 def _quiet_ffmpeg() -> None:
     """FFmpeg's own log lines ("overread 8", "moov atom not found") would interleave with the
     progress bar; msvit reports what went wrong itself. ``OPENCV_FFMPEG_LOGLEVEL`` set by the
@@ -262,7 +283,10 @@ def read_video_frames(path: str | os.PathLike, num_frames: int = 20) -> VideoFra
                 raise InputError("truncated" if declared > 1 else "no_frames",
                                  f"{p}: declares {declared} frames but none decodes")
             raise InputError("no_frames", f"{p}: the video has no frames")
-        truncated = f"declares {n} frames, only {available} decode"
+        if declared > 0 and count_is_estimate(p) and declared - available <= estimate_slack(fps):
+            n = available  # Matroska/WebM store a duration, not a count: the estimate was off, nothing is lost
+        else:
+            truncated = f"declares {n} frames, only {available} decode"
         planned = frame_indices(available, num_frames)
         cap = _open(p, cv2)
         try:
