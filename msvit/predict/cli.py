@@ -267,6 +267,8 @@ def _predict_one(det, src, args) -> Prediction:
     if src.kind == "missing":
         p = det._new(src.path, "video" if src.path.lower().endswith(tuple(_video_suffixes())) else "image", None)
         return det._fail(p, InputError("missing", f"{src.path}: no such file or folder"), time.perf_counter())
+    if src.kind == "bad_list":
+        return det._fail(det._new(src.path, "list", None), InputError("unreadable", src.message), time.perf_counter())
     if src.kind == "video":
         return det.predict_video(src.path, args.num_frames, args.agg, args.faces_only, keep)
     if src.kind == "image":

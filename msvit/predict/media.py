@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
 from .aggregate import frame_indices
 from .results import InputError
 
@@ -32,11 +33,13 @@ _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 # --------------------------------------------------------------------------- sources
 @dataclass(frozen=True)
 class Source:
-    """One input to predict: ``kind`` is image | video | stream | unknown | missing."""
+    """One input to predict: ``kind`` is image | video | stream | unknown | missing | bad_list
+    (a list file that cannot be read: its own status row, ``message`` says why)."""
 
     path: str
     kind: str
     origin: str = ""  # the folder or list it came from
+    message: str = ""
 
 
 @dataclass
@@ -71,7 +74,12 @@ def discover(specs: list[str], streams: list[str] = ()) -> Discovery:
                 else:
                     out.sources.append(Source(str(f), k, spec))
         elif p.suffix.lower() in LIST_SUFFIXES:
-            for entry in read_list(p):
+            try:
+                entries = read_list(p)
+            except DataError as e:  # binary garbage named .csv: one failed input, the others still run
+                out.sources.append(Source(spec, "bad_list", message=str(e)))
+                continue
+            for entry in entries:
                 k = "stream" if _URL.match(entry) else "missing" if not Path(entry).exists() else kind_of(entry)
                 out.sources.append(Source(entry, k, spec))
         else:
@@ -83,15 +91,18 @@ def discover(specs: list[str], streams: list[str] = ()) -> Discovery:
 def read_list(path: Path) -> list[str]:
     """Paths in a CSV (``path`` column, else the first column) or a text list (one per line,
     ``#`` comments); relative paths are relative to the list's folder."""
-    from ..errors import DataError
-
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"cannot read list {path}: {e}") from None
+    if "\x00" in text:
+        raise DataError(f"cannot read list {path}: not a text file (NUL bytes)")
     entries: list[str] = []
     if path.suffix.lower() == ".csv":
-        rows = list(csv.reader(text.splitlines()))
+        try:
+            rows = list(csv.reader(text.splitlines()))
+        except csv.Error as e:
+            raise DataError(f"cannot read list {path}: {e}") from None
         if not rows:
             return []
         header = [h.strip().lower() for h in rows[0]]
