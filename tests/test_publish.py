@@ -222,7 +222,10 @@ def test_sigkill_inside_publish_never_shows_an_unvouched_artifact(tmp_path, prev
         proc.wait()
     assert _check(out) == []  # killed mid-publish: whatever is visible is vouched for
 
-    # the next export into the folder sweeps first: run just that sweep, in a new process
+    # the next export into the folder sweeps first: run just that sweep, in a new process that
+    # starts well after the kill (only folders older than the sweeping process are touched, and
+    # /proc's start times are rounded to the boot second)
+    time.sleep(2)
     sweep = ("import sys; from msvit.fileio import sweep_stale_temp; "
              "print(len(sweep_stale_temp(sys.argv[1], print)))")
     r = subprocess.run([sys.executable, "-c", sweep, str(out)], capture_output=True, text=True, env=_env(tmp_path))
