@@ -637,8 +637,11 @@ def test_bench_artifacts_with_only_a_corrupt_onnx_exits_1(tmp_path, capsys):
     arts = tmp_path / "arts"
     arts.mkdir()
     (arts / "ms_eff_vit_b0_fp32.onnx").write_bytes(b"\x08\x07garbage" * 500)
-    rc, text = _bench(["--artifacts", arts, "--iters", "1", "--warmup", "0", "--min-time", "0", "--quiet"], capsys)
-    assert rc == 1 and "not a readable ONNX model" in text and TRACEBACK not in text, text
+    rc, text = _bench(["--artifacts", arts, "--iters", "1", "--warmup", "0", "--min-time", "0", "--quiet",
+                       "--json", tmp_path / "r.json"], capsys)
+    assert rc == 1 and TRACEBACK not in text, text
+    rows = [r for r in json.loads((tmp_path / "r.json").read_text())["rows"] if r["target"] == "onnx"]
+    assert [r["status"] for r in rows] == ["failed"] and "not a readable ONNX model" in rows[0]["note"]
 
 
 @pytest.mark.slow
@@ -746,3 +749,26 @@ def test_disk_full_is_the_same_error_for_every_target(target, size, tmp_path, de
         assert os.listdir(out) == []
     finally:
         subprocess.run(["umount", str(out)], check=False)
+
+
+# ---- 8. the rest of benchmarks/bad_inputs.py's catalogue not covered above -------------------
+
+def test_unknown_target_and_int8_without_calibration_exit_2_before_any_work(tmp_path, capsys, no_work):
+    with pytest.raises(SystemExit) as e:  # argparse: exit 2 with its usage line
+        _export(["--target", "tflite"], capsys)
+    assert e.value.code == 2 and "invalid choice: 'tflite'" in capsys.readouterr().err
+    rc, text = _export(["--precision", "int8", "--out", tmp_path / "o"], capsys)
+    assert rc == 2 and "--calib-data" in text and TRACEBACK not in text and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("content", ["empty", "junk"])
+def test_verify_data_without_a_readable_image_is_a_data_error(tmp_path, content):
+    from msvit.data import resolve_data
+
+    folder = tmp_path / "verify"
+    folder.mkdir()
+    if content == "junk":
+        for i in range(3):
+            (folder / f"{i}.jpg").write_bytes(b"not a jpeg" * (i + 1))
+    with pytest.raises(DataError, match=str(folder)):
+        resolve_data(folder, 224)
