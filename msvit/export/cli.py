@@ -42,8 +42,9 @@ EPILOG = textwrap.dedent("""\
     3 the target cannot be finished on this host (e.g. TensorRT without a GPU: the ONNX
     and the trtexec line are still written); 130 Ctrl-C, 143 SIGTERM (the message names
     every artifact published before it; the one in progress is published whole or not at
-    all, even under SIGKILL: the next export into --out rolls a killed publish back). With --target all, targets that cannot be
-    finished here are reported but do not fail the run.
+    all, even under SIGKILL: the next export into --out rolls a killed publish back).
+    With --target all, targets that cannot be finished here are reported but do not fail
+    the run.
     TorchScript-mobile is deprecated upstream: prefer ExecuTorch (--target executorch).
 """)
 
