@@ -245,6 +245,9 @@ def _say_skipped(skipped, source, used: str) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from .core import PUBLISHED
+
+    PUBLISHED.clear()  # what this command publishes (main() may run more than once in a process)
     plan = validate(args)  # before building the model, reading data or writing anything
 
     from ..data import resolve_data
