@@ -3,6 +3,7 @@ ExecuTorch, LiteRT and ONNX Runtime Mobile.
 
 ``import msvit`` registers ``ms_eff_vit_b0`` / ``ms_eff_vit_b5`` with timm.
 """
+from . import offline  # noqa: F401  (first: telemetry off before any backend can load, see offline.py)
 from .model import (  # noqa: F401  (import registers the models with timm)
     MultiScaleEffViT,
     create_model,

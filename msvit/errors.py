@@ -132,7 +132,12 @@ def write_traceback(prog: str) -> str:
         return f"(could not be written: {e})"
 
 
-def run_cli(fn: Callable[[Any], int], args: Any, interrupted: str = "interrupted", prog: str | None = None) -> int:
+def _said(message: str | Callable[[], str]) -> str:
+    return message() if callable(message) else message
+
+
+def run_cli(fn: Callable[[Any], int], args: Any, interrupted: str | Callable[[], str] = "interrupted",
+            prog: str | None = None) -> int:
     """The one place where exceptions become exit codes (every msvit CLI's ``main`` calls it).
 
     ========================================  =====  ==============================================
@@ -147,6 +152,7 @@ def run_cli(fn: Callable[[Any], int], args: Any, interrupted: str = "interrupted
 
     ``--debug`` (``args.debug``) or ``MSVIT_DEBUG=1`` also prints the full traceback.
     SIGTERM is handled like Ctrl-C while ``fn`` runs (clean-up runs, nothing half-published).
+    ``interrupted`` may be a function: called then, it says what the run had finished.
     """
     import signal
     import traceback
@@ -168,10 +174,10 @@ def run_cli(fn: Callable[[Any], int], args: Any, interrupted: str = "interrupted
         print(f"❌ {e}", file=sys.stderr)
         return e.exit_code
     except Terminated:
-        print(f"{interrupted} (SIGTERM)", file=sys.stderr)
+        print(f"{_said(interrupted)} (SIGTERM)", file=sys.stderr)
         return EXIT_TERMINATED
     except KeyboardInterrupt:
-        print(interrupted, file=sys.stderr)
+        print(_said(interrupted), file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as e:  # a bug: one line, the traceback in a file (or on stderr with --debug)
         where = write_traceback(prog)

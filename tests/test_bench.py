@@ -137,7 +137,7 @@ def test_discover_artifacts_from_manifests_and_metadata_not_names(tmp_path, onnx
     assert found["c_fp16.ptl"].batch is None and found["c_fp16.ptl"].precision == "fp32"
     assert found["d.onnx"].target == "trt" and found["d.onnx"].status == "unavailable"
     assert found["e.mlpackage"].target == "coreml"
-    assert found["junk.onnx"].status == "unavailable" and "junk.onnx" in found["junk.onnx"].message
+    assert found["junk.onnx"].status == "unreadable" and "junk.onnx" in found["junk.onnx"].message
     r = found["renamed.onnx"]
     assert (r.target, r.precision, r.model, r.batch, r.status) == ("onnx", "fp32", "ms_eff_vit_b0", 1, "ok")
     assert r.weights_sha256 and len(r.weights_sha256) == 64

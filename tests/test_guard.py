@@ -16,7 +16,7 @@ from msvit.quantize.sensitivity import KERNEL_ROOM, QuantPlan
 
 #: |ΔP| of the OpenVINO INT8 artifact of issue 14 (demo weights; blocks.5/6 + patch-embed convs
 #: int8) on the 15 held-out calibration images, the old default verification set: max 0.0078,
-#: passed at 0.05. The same artifact reached 0.0566 on eval/ (benchmarks/guard_holdout.py).
+#: passed at 0.05. The same artifact reached 0.0566 on eval/ (research/guard_holdout.py).
 ISSUE14_HOLDOUT = [0.00523, 0.00167, 0.00037, 0.00081, 0.00722, 0.00087, 0.00205, 0.00117, 0.00093, 0.0002,
                    0.00017, 1e-05, 0.00017, 4e-05, 0.00775]
 

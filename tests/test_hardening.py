@@ -4,13 +4,14 @@ One test per defect of the issue (each failed before the fix), then property tes
 (Hypothesis) feeding random bytes, random image arrays and random CLI argument lists.
 Nothing here runs a real export: the export step is replaced by a fake target (a file
 written in the work folder) or stopped right after validation, so the file runs in seconds.
-The whole catalogue through real subprocesses is ``python benchmarks/bad_inputs.py``.
+Every case of issue 13's bad-input catalogue (formerly a research script) is a test here.
 """
 from __future__ import annotations
 
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -597,3 +598,177 @@ def test_random_bench_argv_no_traceback_documented_code(argv, tmp_path_factory, 
     from msvit.bench.cli import build_parser, main
 
     _check_cli(main, build_parser(), _bench_ns_problem, argv, tmp_path_factory, capsys, monkeypatch)
+
+
+# ---- 7. issue 24's fault catalogue (each: exit code and one-line message) ------------------
+
+def _predict(argv, capsys):
+    from msvit.predict.cli import main
+
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out + err
+
+
+@pytest.mark.parametrize("out", ["/proc", "/proc/x", "/sys/kernel/x"])
+def test_export_out_in_proc_or_sys_exits_2_before_any_work(out, capsys, no_work):
+    rc, text = _export(["--out", out], capsys)
+    assert rc == 2 and "cannot write into" in text and "validation passed" not in text, text
+    assert TRACEBACK not in text and len(text.strip().splitlines()) == 1
+
+
+def test_bench_markdown_in_proc_exits_2_before_any_work(capsys, no_work):
+    rc, text = _bench(["--markdown", "/proc/x.md"], capsys)
+    assert rc == 2 and "--markdown /proc/x.md: cannot write into /proc" in text and TRACEBACK not in text, text
+
+
+@pytest.mark.parametrize("flag,path", [("--csv", "/proc/x.csv"), ("--json", "/sys/kernel/x.json"),
+                                       ("--annotate", "/proc/x"), ("--save-crops", "/sys/kernel/x")])
+def test_predict_outputs_in_proc_or_sys_exit_2_before_any_work(flag, path, tmp_path, capsys):
+    img = _jpg(tmp_path / "a.jpg")
+    # the weights do not exist: reaching that check would mean the output path was accepted
+    rc, text = _predict([img, "--weights", tmp_path / "missing.bin", flag, path], capsys)
+    assert rc == 2 and f"{flag} {path}: cannot" in text and "missing.bin" not in text, text
+    assert TRACEBACK not in text and len(text.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_bench_artifacts_with_only_a_corrupt_onnx_exits_1(tmp_path, capsys):
+    arts = tmp_path / "arts"
+    arts.mkdir()
+    (arts / "ms_eff_vit_b0_fp32.onnx").write_bytes(b"\x08\x07garbage" * 500)
+    rc, text = _bench(["--artifacts", arts, "--iters", "1", "--warmup", "0", "--min-time", "0", "--quiet",
+                       "--json", tmp_path / "r.json"], capsys)
+    assert rc == 1 and TRACEBACK not in text, text
+    rows = [r for r in json.loads((tmp_path / "r.json").read_text())["rows"] if r["target"] == "onnx"]
+    assert [r["status"] for r in rows] == ["failed"] and "not a readable ONNX model" in rows[0]["note"]
+
+
+@pytest.mark.slow
+def test_bench_pipeline_on_a_file_that_is_not_a_video_exits_1(tmp_path, capsys):
+    bad = tmp_path / "notavideo.mp4"
+    bad.write_bytes(b"this is not a video\n" * 50)
+    rc, text = _bench(["--targets", "none", "--pipeline", bad, "--pipeline-iters", "1", "--iters", "1",
+                       "--warmup", "0", "--min-time", "0", "--quiet", "--json", tmp_path / "r.json"], capsys)
+    assert rc == 1 and TRACEBACK not in text, text
+    rows = json.loads((tmp_path / "r.json").read_text())["pipeline"]
+    assert rows and all(r["status"] == "failed" for r in rows) and "notavideo.mp4" in rows[0]["note"]
+
+
+def _mkv(path: Path, frame: np.ndarray, n: int = 90, fps: int = 30, audio_s: float | None = None) -> Path:
+    """A Matroska file (PyAV) of ``n`` copies of ``frame``; an audio track longer than the video
+    makes the container's duration, hence OpenCV's frame-count estimate, exceed what decodes."""
+    av = pytest.importorskip("av")
+    h, w = frame.shape[:2]
+    with av.open(str(path), "w", format="matroska") as c:
+        v = c.add_stream("mpeg4", rate=fps)
+        v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+        a = c.add_stream("pcm_s16le", rate=8000) if audio_s else None
+        if a is not None:
+            a.layout = "mono"
+        for _ in range(n):
+            for pkt in v.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                c.mux(pkt)
+        for pkt in v.encode():
+            c.mux(pkt)
+        if a is not None:
+            total = int(8000 * audio_s)
+            for k in range(0, total, 800):
+                fr = av.AudioFrame.from_ndarray(np.zeros((1, min(800, total - k)), np.int16), format="s16",
+                                                layout="mono")
+                fr.sample_rate, fr.pts = 8000, k
+                for pkt in a.encode(fr):
+                    c.mux(pkt)
+            for pkt in a.encode():
+                c.mux(pkt)
+    return path
+
+
+def _face(faces_dir: Path) -> np.ndarray:
+    img = Image.open(sorted((faces_dir / "eval" / "real").iterdir())[0]).convert("RGB").resize((96, 96))
+    return np.asarray(img)
+
+
+def test_mkv_remux_with_an_estimated_frame_count_is_not_truncated(tmp_path, faces_dir):
+    import cv2
+
+    from msvit.predict.media import read_video_frames
+
+    mkv = _mkv(tmp_path / "remux.mkv", _face(faces_dir), audio_s=3.1)
+    declared = int(cv2.VideoCapture(str(mkv)).get(cv2.CAP_PROP_FRAME_COUNT))
+    assert declared > 90  # the premise: the header's estimate exceeds the 90 frames that decode
+    vf = read_video_frames(mkv, 20)
+    assert vf.truncated == "" and vf.n_frames == 90 and len(vf.frames) == 20
+    # a real cut is still truncation: the same file without its second half
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(mkv.read_bytes()[: mkv.stat().st_size // 2])
+    vf = read_video_frames(cut, 20)
+    assert vf.truncated.startswith(f"declares {declared} frames, only") and vf.frames
+
+
+@pytest.mark.slow
+def test_predict_mkv_remux_exits_0_with_status_ok(tmp_path, faces_dir, demo_weights, capsys):
+    mkv = _mkv(tmp_path / "remux.mkv", _face(faces_dir), audio_s=3.1)
+    rc, text = _predict([mkv, "--weights", demo_weights, "--faces-only", "--no-progress",
+                         "--csv", tmp_path / "p.csv"], capsys)
+    row = (tmp_path / "p.csv").read_text().splitlines()[1]
+    assert rc == 0 and ",ok," in row and "truncated" not in text, text
+
+
+@pytest.mark.slow
+def test_binary_list_file_beside_good_inputs_is_its_own_row(tmp_path, faces_dir, demo_weights, capsys):
+    garbage = tmp_path / "list.csv"
+    garbage.write_bytes(bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8)))
+    good = sorted((faces_dir / "eval" / "fake").iterdir())[:2]
+    rc, text = _predict([good[0], garbage, good[1], "--weights", demo_weights, "--faces-only", "--no-progress",
+                         "--csv", tmp_path / "p.csv"], capsys)
+    rows = {r.split(",")[0]: r for r in (tmp_path / "p.csv").read_text().splitlines()[1:]}
+    assert rc == 1 and TRACEBACK not in text, text
+    assert ",unreadable," in rows[str(garbage)] and "cannot read list" in rows[str(garbage)]
+    assert all(",ok," in rows[str(g)] for g in good)
+
+
+def _tmpfs(path: Path, size: str) -> Path:
+    path.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {r.stderr.decode().strip()}")
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target,size", [("openvino", "36m"), ("onnx", "8m")])
+def test_disk_full_is_the_same_error_for_every_target(target, size, tmp_path, demo_weights, capsys):
+    """OpenVINO's C++ writer fails with "basic_ios::clear: iostream error" (no errno): the same
+    disk-full message and exit code as a Python writer's ENOSPC."""
+    out = _tmpfs(tmp_path / "small", size)  # 36 MB: the ONNX it converts from fits, the IR does not
+    try:
+        rc, text = _export(["--target", target, "--weights", demo_weights, "--out", out], capsys)
+        assert rc == 1 and f"disk full while writing into {out}: nothing was published" in text, text
+        assert "internal error" not in text and TRACEBACK not in text
+        assert os.listdir(out) == []
+    finally:
+        subprocess.run(["umount", str(out)], check=False)
+
+
+# ---- 8. the rest of issue 13's bad-input catalogue not covered above -------------------
+
+def test_unknown_target_and_int8_without_calibration_exit_2_before_any_work(tmp_path, capsys, no_work):
+    with pytest.raises(SystemExit) as e:  # argparse: exit 2 with its usage line
+        _export(["--target", "tflite"], capsys)
+    assert e.value.code == 2 and "invalid choice: 'tflite'" in capsys.readouterr().err
+    rc, text = _export(["--precision", "int8", "--out", tmp_path / "o"], capsys)
+    assert rc == 2 and "--calib-data" in text and TRACEBACK not in text and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("content", ["empty", "junk"])
+def test_verify_data_without_a_readable_image_is_a_data_error(tmp_path, content):
+    from msvit.data import resolve_data
+
+    folder = tmp_path / "verify"
+    folder.mkdir()
+    if content == "junk":
+        for i in range(3):
+            (folder / f"{i}.jpg").write_bytes(b"not a jpeg" * (i + 1))
+    with pytest.raises(DataError, match=str(folder)):
+        resolve_data(folder, 224)

@@ -183,7 +183,7 @@ def _run(args: argparse.Namespace) -> int:
             writer(rep, path)
             if log:
                 log(f"wrote {path}")
-    return 1 if any(r.status == "failed" for r in rep.rows) else 0
+    return 1 if any(r.status == "failed" for r in [*rep.rows, *rep.pipeline]) else 0
 
 
 if __name__ == "__main__":

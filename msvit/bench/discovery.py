@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import MsvitError
+from ..errors import MsvitError, TargetUnavailableError
 from ..export.targets import TARGETS
 from ..runtime.meta import ArtifactMeta
 from .options import BenchError
@@ -24,7 +24,7 @@ class Artifact:
     batch: int | None  # None = dynamic
     model: str | None = None
     attn_mode: str | None = None
-    status: str = "ok"  # from the manifest, when there is one
+    status: str = "ok"  # ok | failed (from the manifest) | unavailable (no runtime) | unreadable (corrupt file)
     message: str = ""
     files: list[Path] = field(default_factory=list)
     weights_sha256: str | None = None
@@ -89,8 +89,11 @@ def discover_artifacts(folder: str | os.PathLike) -> list[Artifact]:
                 a = Artifact.from_metadata(p, meta, fmt.name, files)
                 if not meta:
                     a.message = "no msvit metadata in the artifact: parity not judged"
-            except MsvitError as e:
+            except TargetUnavailableError as e:  # its runtime is not installed here
                 a = Artifact(p, fmt.name, "unknown", 1, files=files, status="unavailable", message=str(e),
+                             format=fmt.name)
+            except MsvitError as e:  # corrupt, truncated: the file itself is broken
+                a = Artifact(p, fmt.name, "unknown", 1, files=files, status="unreadable", message=str(e),
                              format=fmt.name)
         if a.intermediate and a.status == "ok":
             t = TARGETS[a.target]

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import MsvitError
+from ..errors import MsvitError, TargetUnavailableError
 from .timing import interleaved
 
 STAGES = ("decode", "detect", "crop", "classify")
@@ -55,8 +55,9 @@ def time_pipeline(sessions: list[tuple[str, str, Any]], video: str | os.PathLike
                 det = Detector(session, face_detector or DEFAULT_FACE_DETECTOR, threads=threads)
                 dets.append(det)
                 st = pipeline_stage_fns(det, video, num_frames=num_frames)
-            except MsvitError as e:
-                row.status, row.note = "unavailable", str(e)
+            except MsvitError as e:  # no face detector here: unavailable; an unreadable video: failed
+                row.status = "unavailable" if isinstance(e, TargetUnavailableError) else "failed"
+                row.note = str(e)
                 continue
             row.frames, row.faces = st.frames, st.faces
             row.p_fake = None

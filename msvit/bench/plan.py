@@ -90,6 +90,10 @@ def artifact_rows(found: list[Artifact], targets: Sequence[str] | None, precisio
                        size_mb=round(sum(path_size(f) for f in main.files) / 1e6, 3), input_kind=kind,
                        note="uint8 image input" if kind == "image" else "")
         why = main.message if main.intermediate else why_not(tname)
+        if main.status == "unreadable":  # a failed row (exit 1), not a missing runtime
+            row.fail(main.message)
+            cands.append(Candidate(row))
+            continue
         if main.status == "unavailable" or why:
             row.fail(why or main.message, "unavailable")
             cands.append(Candidate(row))

@@ -90,8 +90,8 @@ def run(options: BenchOptions | None = None, *, log: Callable[[str], None] | Non
                 for c in cands:
                     c.row.threads = threads
         for c in cands:
-            if c.row.status == "unavailable":
-                say(f"❌ {c.row.name} {c.row.precision}: {c.row.note}")
+            if c.row.status != "ok":
+                say(f"{c.row.icon} {c.row.name} {c.row.precision}: {c.row.note}")
                 continue
             say(f"loading {c.row.name} {c.row.precision}")
             load_row(c, net, o.device, threads, x1, o.warmup)

@@ -296,7 +296,7 @@ def time_rows(cands: list[Candidate], x1: np.ndarray, xn: np.ndarray | None, ite
 
     entries: list[tuple[Candidate, int]] = []
     for c in cands:
-        if c.row.status == "unavailable":
+        if c.row.status != "ok":  # unavailable, or an unreadable artifact: nothing to time
             continue
         if c.s1 is not None:
             entries.append((c, 1))

@@ -40,9 +40,11 @@ EPILOG = textwrap.dedent("""\
     unexpected internal error (one line and the path of a file with the full traceback;
     --debug or MSVIT_DEBUG=1 prints it); 2 bad arguments or input (nothing is done);
     3 the target cannot be finished on this host (e.g. TensorRT without a GPU: the ONNX
-    and the trtexec line are still written); 130 Ctrl-C, 143 SIGTERM (nothing is
-    published for the target in progress). With --target all, targets that cannot be
-    finished here are reported but do not fail the run.
+    and the trtexec line are still written); 130 Ctrl-C, 143 SIGTERM (the message names
+    every artifact published before it; the one in progress is published whole or not at
+    all, even under SIGKILL: the next export into --out rolls a killed publish back).
+    With --target all, targets that cannot be finished here are reported but do not fail
+    the run.
     TorchScript-mobile is deprecated upstream: prefer ExecuTorch (--target executorch).
 """)
 
@@ -110,8 +112,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_cli(_run, build_parser().parse_args(argv), "interrupted: nothing was published for the target in progress",
-                   prog="msvit-export")
+    return run_cli(_run, build_parser().parse_args(argv), _interrupted, prog="msvit-export")
+
+
+def _interrupted() -> str:
+    """What Ctrl-C/SIGTERM print: exactly the sets published before it (publishing is never cut
+    half-way: the signal waits for the set in progress)."""
+    from .core import published_summary
+
+    return f"interrupted: {published_summary()}"
 
 
 def _plan(args: argparse.Namespace) -> list[tuple[str, str]]:
@@ -236,6 +245,9 @@ def _say_skipped(skipped, source, used: str) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from .core import PUBLISHED
+
+    PUBLISHED.clear()  # what this command publishes (main() may run more than once in a process)
     plan = validate(args)  # before building the model, reading data or writing anything
 
     from ..data import resolve_data

@@ -19,7 +19,8 @@ import torch.nn as nn
 from ..data import ImageSet, skipped_records
 from ..errors import (AccuracyGuardError, ExportError, MsvitError, OutputExistsError, TargetUnavailableError,
                       UsageError, ValidationError)
-from ..fileio import atomic_write_text, make_temp_dir, path_size, sweep_stale_temp
+from ..fileio import (PublishPlan, atomic_write_text, deferred_signals, disk_full, make_temp_dir, path_size,
+                      publish_set, sweep_stale_temp)
 from ..model.info import model_info
 from ..quantize import CalibrationSet, Int8Job, Int8Options, Int8Result
 from ..version import package_versions
@@ -199,29 +200,28 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
-def publish(staged: list[Path], out_dir: Path) -> list[Path]:
-    """Move every staged file (or folder) to ``out_dir`` as one step: if any move fails, the
-    ones already moved are taken back and replaced files restored, so the artifact and its
-    manifest appear together or not at all."""
-    backup = staged[0].parent / ".replaced"
-    done: list[tuple[Path, Path, Path | None]] = []  # (final, staged, backup of what it replaced)
-    try:
-        for src in staged:
-            dst = out_dir / src.name
-            old = None
-            if dst.exists() or dst.is_symlink():
-                backup.mkdir(exist_ok=True)
-                old = backup / src.name
-                os.replace(dst, old)
-            os.replace(src, dst)
-            done.append((dst, src, old))
-    except OSError:
-        for dst, src, old in reversed(done):
-            os.replace(dst, src)
-            if old is not None:
-                os.replace(old, dst)
-        raise
-    return [d for d, _, _ in done]
+#: what this process has published, one entry per set ("x.onnx with its manifest and card in out"):
+#: the interrupted-message of msvit-export says exactly this
+PUBLISHED: list[str] = []
+
+
+def published_summary() -> str:
+    """"published X in D; nothing else" or "nothing was published" (for a Ctrl-C message)."""
+    if not PUBLISHED:
+        return "nothing was published"
+    return f"published {'; '.join(PUBLISHED)} (each complete with its manifest); nothing else was published"
+
+
+def publish(staged: list[Path], out_dir: Path) -> list[str]:
+    """Publish ``[artifact files..., manifest, card]`` staged in one work folder into ``out_dir``
+    (:func:`msvit.fileio.publish_set`: safe under SIGKILL, rolled back on an error; SIGINT/SIGTERM
+    wait for it). Returns the names that replaced existing files."""
+    *files, manifest, card = staged
+    plan = PublishPlan(staged[0].parent, out_dir, [f.name for f in files], manifest.name, [card.name])
+    with deferred_signals():
+        replaced = publish_set(plan)
+        PUBLISHED.append(f"{', '.join(plan.artifacts)} with its manifest and card in {out_dir}")
+    return replaced
 
 
 def existing_outputs(out_dir: Path, names: list[str]) -> list[Path]:
@@ -294,6 +294,10 @@ def run_export(
             out = fn(ctx)
         except OSError as e:
             raise _io_error(e, ctx.out_dir) from None
+        except RuntimeError:  # C++ writers (OpenVINO: "basic_ios::clear: iostream error") lose the errno
+            if disk_full(work):
+                raise _io_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), ctx.out_dir) from None
+            raise
         res.extra.update(out.extra)
         res.message = out.note
         _verify(ctx, out, verify, res)  # before anything is published
@@ -369,4 +373,4 @@ def _sha256s(files: list[Path]) -> dict[str, str]:
 
 
 __all__ = ["ExportContext", "ExportOptions", "ExportResult", "TargetOutput", "ValidationError", "build_metadata",
-           "existing_outputs", "publish", "run_export"]
+           "existing_outputs", "publish", "published_summary", "run_export"]

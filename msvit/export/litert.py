@@ -11,7 +11,7 @@ model; the reduced precisions come from Google's own post-training quantizer,
   on the Conv/DepthwiseConv/FullyConnected ops of the chosen layer groups only; float I/O.
   Quantizing every op (the stock recipe) breaks decisions on MS-Eff-ViT (agreement 0.88,
   max |dP| 0.31 on the face crops), and so does quantizing the early backbone: see
-  ``DEFAULT_INT8_GROUPS`` and ``benchmarks/litert_int8.py``.
+  ``DEFAULT_INT8_GROUPS`` and ``research/litert_int8.py``.
 
 Op scopes: litert-torch names every tensor after the module path that produced it
 (``.../EfficientNetFeatures_backbone/torch.nn.modules.container.Sequential_6/...``), which is

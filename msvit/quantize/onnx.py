@@ -11,7 +11,7 @@ CPU flavour (onnxruntime): MatMul/Gemm only, uint8 activations + per-channel int
 weights (U8S8). onnxruntime turns DQ->MatMul/Gemm into integer QGemm with a float
 output, but runs a Conv in int8 (QLinearConv) only with a Q on its output as well; an
 input-only Q/DQ Conv stays a float Conv behind DequantizeLinear and loses the NCHWc
-kernels. Measured on the demo checkpoint (benchmarks/int8_cpu.py, AVX2): planned
+kernels. Measured on the demo checkpoint (research/int8_cpu.py, AVX2): planned
 convs with input-only Q/DQ 0.77-0.88x of FP32; adding output Q (QLinearConv) broke
 the budget (max|ΔP| 0.058, agreement 0.988); MatMul/Gemm only: 1.07-1.10x, max|ΔP| 0.002.
 """

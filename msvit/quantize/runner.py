@@ -96,7 +96,7 @@ def verify_set(calib: CalibrationSet, verify_data: Any, size: int) -> tuple[np.n
     were computed on), plus ``verify_data`` when given.
 
     Calibrated ranges do not fit their own images measurably better than unseen ones
-    (``benchmarks/guard_holdout.py``: |ΔP| on the calibration images and on 455 unseen frames
+    (``research/guard_holdout.py``: |ΔP| on the calibration images and on 455 unseen frames
     agree, median, p90 and max), so verifying on the 20% held-out split alone threw away four
     fifths of the evidence: 15 images, whose max said 0.008 for an artifact that reached 0.057
     on eval/ (issue 14). The gate is applied to a bound for unseen images (:mod:`.guard`)."""

@@ -34,7 +34,7 @@ GROUP_RULES = [
 ]
 
 #: The real backend kernels' error over the simulation's, on the same images, measured per
-#: backend (``benchmarks/guard_holdout.py``, demo checkpoint, 3 guard attempts each; max |ΔP|
+#: backend (``research/guard_holdout.py``, demo checkpoint, 3 guard attempts each; max |ΔP|
 #: real / simulated on calibration, eval/ and train/ images): OpenVINO convs 0.92-2.74 (2.74:
 #: eval/), ExecuTorch/XNNPACK 0.13-1.64; onnxruntime QGemm stays at the 0.002 noise level
 #: both ways. The plan's simulated budget defaults to the gate divided by this, so what the
