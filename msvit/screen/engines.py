@@ -103,8 +103,12 @@ def import_ray():
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
     try:
+        import logging
+
         import ray
         import ray.data  # noqa: F401
+        for name in ("ray", "ray.data"):  # Ray's INFO lines would tear msvit-screen's progress bar
+            logging.getLogger(name).setLevel(logging.WARNING)
     except ImportError as e:
         raise EngineUnavailableError(f"Ray Data is not installed ({e}); pip install 'msvit[screen]', "
                                      "or run with --engine local") from None
@@ -147,9 +151,12 @@ def run_ray(config: ScreenConfig, items: list[dict[str, Any]], workers: int,
     # one block per file (up to a cap): a finished file comes back at once, a retry redoes one file
     blocks = max(1, min(len(items), 20000))
     ds = ray.data.from_items(items, override_num_blocks=blocks)
+    # a fixed pool, one file in flight per actor (a file is seconds of work: balance beats
+    # prefetch). Ray Data's actor defaults, max_restarts=-1 and max_task_retries=-1, are what
+    # makes a killed actor come back and its file be retried (tests/test_screen.py kills one).
+    pool = ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1)
     out = ds.map_batches(ScreenWorker, fn_constructor_kwargs={"config": asdict(config)}, batch_size=1,
-                         concurrency=workers, num_cpus=float(config.threads or 1), batch_format="numpy",
-                         max_restarts=-1, max_task_retries=-1)
+                         compute=pool, num_cpus=float(config.threads or 1), batch_format="numpy")
     if on_started is not None:
         on_started()
     for row in out.iter_rows():
