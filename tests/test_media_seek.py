@@ -43,6 +43,7 @@ def write_vfr(path: Path, codec: str = "libx264", n: int = 90, options: dict | N
     return path
 
 
+@pytest.mark.slow  # decodes two 720p clips both ways, 4 times
 @pytest.mark.parametrize("name", ["western_real.mp4", "western_fake.mp4"])
 @pytest.mark.parametrize("num_frames", [20, 3])
 def test_seek_equals_grab_on_shared_clips(name, num_frames):

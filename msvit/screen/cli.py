@@ -123,7 +123,9 @@ def run(args: argparse.Namespace) -> int:
 
     def on_start(todo: int, workers: int) -> None:
         nonlocal task
-        err.print(f"screening {todo} inputs with {workers} worker(s) ({args.engine})", highlight=False)
+        err.print(f"screening {todo} inputs with {workers} worker(s) ({args.engine})" if todo else
+                  f"nothing to screen: every input is already recorded in {args.out} (--force recomputes)",
+                  highlight=False)
         task = bar.add_task("screening", total=todo)
 
     def on_record(rec, new: bool) -> None:
