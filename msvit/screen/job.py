@@ -97,7 +97,7 @@ def screen(sources: list[str], out: str | Path, config: ScreenConfig, *, engine:
     started_ray, ray = False, None
     t0 = time.perf_counter()
     try:
-        if engine == "ray":
+        if engine == "ray" and todo:  # nothing left to screen: no cluster to start
             ray, started_ray = start_ray(ray_address, num_cpus)
             n_workers = max(1, min(workers or cluster_cpus(ray) // max(1, config.threads or 1), max(1, len(todo))))
         else:
