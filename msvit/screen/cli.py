@@ -89,12 +89,13 @@ def summary_lines(s: ScreenSummary, out: str) -> list[str]:
     if s.processed:
         per = ", ".join(f"{k} {s.stage_ms.get(k, 0) / max(1, s.frames):.1f}" for k in STAGES)
         lines.append(f"throughput: {s.files_per_s:.2f} files/s, {s.frames_per_s:.1f} sampled frames/s "
-                     f"({s.wall_s:.1f} s); ms per sampled frame: {per}")
+                     f"({s.wall_s:.1f} s)")
+        lines.append(f"ms per sampled frame (summed over workers): {per}")
         rss = max(s.workers.values(), default=0.0)
         lines.append(f"workers: {len(s.workers)} ({s.engine}), peak memory per worker {rss:.0f} MB")
     if s.ignored:
         lines.append(f"{s.ignored} files in folders were neither images nor videos (not screened)")
-    lines.append(f"records: {os.path.join(out, JSONL)} and {os.path.join(out, PARTS)}/")
+    lines.append(f"records: {JSONL} and {PARTS}/ in {out}")
     return lines
 
 
