@@ -75,6 +75,12 @@ class TargetUnavailableError(MsvitError):
     exit_code = EXIT_UNAVAILABLE
 
 
+class EngineUnavailableError(MsvitError):
+    """The distributed engine (Ray) is not installed, or its cluster cannot be reached."""
+
+    exit_code = EXIT_UNAVAILABLE
+
+
 class ValidationError(ExportError):
     """An artifact's outputs do not match the PyTorch reference."""
 

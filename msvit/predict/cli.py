@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import DataError, MsvitError, run_cli
+from ..errors import DataError, run_cli
 from ..fileio import atomic_write, cannot_write_in
 from .aggregate import AGG_MODES
 from .faces import DEFAULT_FACE_DETECTOR, face_detectors
@@ -25,6 +25,37 @@ from .results import STATUSES, Prediction
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 TABLE_WIDTH = 100
 FILE_COL = 30  # the table's other columns take 70 of the 100
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """--artifact | --weights, --model (msvit-predict and msvit-screen)."""
+    src = p.add_argument_group("model (one of)")
+    src.add_argument("--artifact", help="exported artifact: .onnx .xml .pte .ptl .tflite .engine .mlpackage")
+    src.add_argument("--weights", help="PyTorch checkpoint (.bin/.safetensors), run eagerly")
+    src.add_argument("--model", default="ms_eff_vit_b0", choices=("ms_eff_vit_b0", "ms_eff_vit_b5"),
+                     help="variant for --weights (default %(default)s)")
+
+
+def add_pipeline_args(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """Frames, faces, aggregation, threshold, threads (msvit-predict and msvit-screen)."""
+    g = p.add_argument_group("pipeline")
+    g.add_argument("--num-frames", type=int, default=20, help="frames sampled per video (default %(default)s)")
+    g.add_argument("--agg", default="conf", choices=AGG_MODES, help="video aggregation (default %(default)s)")
+    g.add_argument("--conf-thres", type=float, default=0.5, help="face detector confidence (default %(default)s)")
+    g.add_argument("--min-face-ratio", type=float, default=0.01,
+                   help="skip faces smaller than this fraction of the frame area (default %(default)s)")
+    g.add_argument("--margin", type=float, default=0.2, help="crop margin per side, x box size (default %(default)s)")
+    g.add_argument("--tta-hflip", action="store_true", help="average P(fake) of each crop and its mirror image")
+    g.add_argument("--threshold", type=float, default=None,
+                   help="P(fake) at or above which the verdict is fake (default: the artifact's own)")
+    g.add_argument("--face-detector", default=DEFAULT_FACE_DETECTOR, choices=sorted(face_detectors()),
+                   help="default %(default)s")
+    g.add_argument("--det-size", type=int, default=None, metavar="PX",
+                   help="downscale frames to this longest side before detection (0: full size; "
+                        "default: the detector's own)")
+    g.add_argument("--faces-only", action="store_true", help="inputs are already face crops: no detection")
+    g.add_argument("--threads", type=int, default=None, help="threads for the artifact and the face detector")
+    return g
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,32 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
                "  msvit-predict --stream 0 --artifact b0.pte --num-frames 30")
     p.add_argument("sources", nargs="*", metavar="SOURCE",
                    help="image, video, folder (recursive), .csv/.txt list of paths, or stream URL")
-    src = p.add_argument_group("model (one of)")
-    src.add_argument("--artifact", help="exported artifact: .onnx .xml .pte .ptl .tflite .engine .mlpackage")
-    src.add_argument("--weights", help="PyTorch checkpoint (.bin/.safetensors), run eagerly")
-    src.add_argument("--model", default="ms_eff_vit_b0", choices=("ms_eff_vit_b0", "ms_eff_vit_b5"),
-                     help="variant for --weights (default %(default)s)")
-    g = p.add_argument_group("pipeline")
+    add_model_args(p)
+    g = add_pipeline_args(p)
     g.add_argument("--stream", action="append", default=[], metavar="SRC",
                    help="camera index (0) or stream URL, or a video file read as a live stream (repeatable)")
     g.add_argument("--stream-every", type=int, default=5, metavar="N",
                    help="streams: classify one frame every N (default %(default)s)")
-    g.add_argument("--num-frames", type=int, default=20, help="frames sampled per video (default %(default)s)")
-    g.add_argument("--agg", default="conf", choices=AGG_MODES, help="video aggregation (default %(default)s)")
-    g.add_argument("--conf-thres", type=float, default=0.5, help="face detector confidence (default %(default)s)")
-    g.add_argument("--min-face-ratio", type=float, default=0.01,
-                   help="skip faces smaller than this fraction of the frame area (default %(default)s)")
-    g.add_argument("--margin", type=float, default=0.2, help="crop margin per side, x box size (default %(default)s)")
-    g.add_argument("--tta-hflip", action="store_true", help="average P(fake) of each crop and its mirror image")
-    g.add_argument("--threshold", type=float, default=None,
-                   help="P(fake) at or above which the verdict is fake (default: the artifact's own)")
-    g.add_argument("--face-detector", default=DEFAULT_FACE_DETECTOR, choices=sorted(face_detectors()),
-                   help="default %(default)s")
-    g.add_argument("--det-size", type=int, default=None, metavar="PX",
-                   help="downscale frames to this longest side before detection (0: full size; "
-                        "default: the detector's own)")
-    g.add_argument("--faces-only", action="store_true", help="inputs are already face crops: no detection")
-    g.add_argument("--threads", type=int, default=None, help="threads for the artifact and the face detector")
     o = p.add_argument_group("output")
     o.add_argument("--json", metavar="PATH", help="write every result, per frame, as JSON")
     o.add_argument("--csv", metavar="PATH", help="write one row per input as CSV")
@@ -111,11 +122,10 @@ def _check_dir_target(path: str, flag: str) -> Path:
     return p
 
 
-def validate(args: argparse.Namespace) -> None:
+def validate_pipeline(args: argparse.Namespace) -> None:
+    """The model and pipeline flags (:func:`add_model_args`, :func:`add_pipeline_args`)."""
     if bool(args.artifact) == bool(args.weights):
         raise DataError("give exactly one of --artifact PATH or --weights PATH")
-    if not args.sources and not args.stream:
-        raise DataError("nothing to predict: give SOURCE paths or --stream SRC")
     for name, v, lo, hi in (("--conf-thres", args.conf_thres, 0, 1), ("--min-face-ratio", args.min_face_ratio, 0, 1),
                             ("--margin", args.margin, 0, 10)):
         if not lo <= v <= hi:
@@ -124,12 +134,21 @@ def validate(args: argparse.Namespace) -> None:
         raise DataError(f"--threshold must be in [0, 1], got {args.threshold}")
     if args.num_frames < 1:
         raise DataError(f"--num-frames must be >= 1, got {args.num_frames}")
-    if args.stream_every < 1:
-        raise DataError(f"--stream-every must be >= 1, got {args.stream_every}")
     if args.threads is not None and args.threads < 1:
         raise DataError(f"--threads must be >= 1, got {args.threads}")
     if args.det_size is not None and args.det_size < 0:
         raise DataError(f"--det-size must be >= 0, got {args.det_size}")
+    model = Path(args.artifact or args.weights)
+    if not model.exists():
+        raise DataError(f"{'--artifact' if args.artifact else '--weights'} {model}: no such file")
+
+
+def validate(args: argparse.Namespace) -> None:
+    validate_pipeline(args)
+    if not args.sources and not args.stream:
+        raise DataError("nothing to predict: give SOURCE paths or --stream SRC")
+    if args.stream_every < 1:
+        raise DataError(f"--stream-every must be >= 1, got {args.stream_every}")
     for flag in ("json", "csv"):
         if getattr(args, flag):
             _check_file_target(getattr(args, flag), f"--{flag}")
@@ -138,9 +157,6 @@ def validate(args: argparse.Namespace) -> None:
     for flag in ("save_crops", "annotate"):
         if getattr(args, flag):
             _check_dir_target(getattr(args, flag), "--" + flag.replace("_", "-"))
-    model = Path(args.artifact or args.weights)
-    if not model.exists():
-        raise DataError(f"{'--artifact' if args.artifact else '--weights'} {model}: no such file")
 
 
 # ----------------------------------------------------------------------------- writing
@@ -258,49 +274,9 @@ def _message(p: Prediction) -> str:
 
 
 # ----------------------------------------------------------------------------- run
-def _predict_one(det, src, args) -> Prediction:
-    from .results import InputError
-
-    keep = bool(args.save_crops or args.annotate)
-    if src.kind == "stream":
-        return det.predict_stream(src.path, args.num_frames, args.agg, args.stream_every, args.faces_only, keep)
-    if src.kind == "missing":
-        p = det._new(src.path, "video" if src.path.lower().endswith(tuple(_video_suffixes())) else "image", None)
-        return det._fail(p, InputError("missing", f"{src.path}: no such file or folder"), time.perf_counter())
-    if src.kind == "bad_list":
-        return det._fail(det._new(src.path, "list", None), InputError("unreadable", src.message), time.perf_counter())
-    if src.kind == "video":
-        return det.predict_video(src.path, args.num_frames, args.agg, args.faces_only, keep)
-    if src.kind == "image":
-        return det.predict_image(src.path, args.faces_only, keep)
-    # unknown suffix: an image if PIL reads it, else a video if OpenCV does, else unsupported
-    r = det.predict_image(src.path, args.faces_only, keep)
-    if r.status != "unreadable":
-        return r
-    v = det.predict_video(src.path, args.num_frames, args.agg, args.faces_only, keep)
-    if v.status == "unreadable":
-        v.kind, v.status = "unknown", "unsupported"
-        v.message = f"{src.path}: neither an image nor a video msvit can read"
-    return v
-
-
-def _video_suffixes():
-    from .media import VIDEO_SUFFIXES
-
-    return VIDEO_SUFFIXES
-
-
 def _guarded(det, src, args) -> Prediction:
-    try:
-        return _predict_one(det, src, args)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except Exception as e:  # one bad input never stops the run; the message says what happened
-        if os.environ.get("MSVIT_DEBUG"):
-            raise
-        p = Prediction(src.path, src.kind, "error", threshold=det.threshold)
-        p.message = f"{src.path}: {type(e).__name__}: {e}" if not isinstance(e, MsvitError) else str(e)
-        return p
+    return det.predict_source(src, args.num_frames, args.agg, args.faces_only,
+                              keep=bool(args.save_crops or args.annotate), stream_every=args.stream_every)
 
 
 def list_detectors() -> int:

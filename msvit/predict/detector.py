@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, MsvitError
 from ..preprocess import as_rgb, letterbox, normalize
 from ..metrics import sigmoid
 from .aggregate import AGG_MODES, aggregate
 from .faces import DEFAULT_FACE_DETECTOR, FaceDetector, create_face_detector, crop_box, select_face
-from .media import VideoFrames, kind_of, read_stream_frames, read_video_frames
+from .media import VIDEO_SUFFIXES, Source, VideoFrames, kind_of, read_stream_frames, read_video_frames
 from .results import FrameResult, InputError, Prediction
 
 WEIGHTS_SUFFIXES = (".bin", ".safetensors", ".pth", ".pt", ".ckpt")
@@ -265,6 +265,47 @@ class Detector:
         if isinstance(source, (str, os.PathLike)) and kind_of(source) == "video":
             return self.predict_video(source, num_frames, agg, faces_only, keep)
         return self.predict_image(source, faces_only, keep)
+
+    def predict_source(self, source: Source, num_frames: int = 20, agg: str = "conf", faces_only: bool = False,
+                       keep: bool = False, stream_every: int = 5) -> Prediction:
+        """One discovered input of any kind (:func:`msvit.predict.discover`): image, video, stream,
+        missing, an unreadable list file, or an unknown suffix (tried as an image, then as a video, else ``unsupported``).
+        Never raises for a bad input: an unexpected failure becomes status ``error`` with the
+        reason (``MSVIT_DEBUG=1`` re-raises it), so one file never stops a corpus."""
+        try:
+            return self._predict_source(source, num_frames, agg, faces_only, keep, stream_every)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as e:
+            if os.environ.get("MSVIT_DEBUG"):
+                raise
+            p = Prediction(source.path, source.kind, "error", threshold=self.threshold)
+            p.message = f"{source.path}: {type(e).__name__}: {e}" if not isinstance(e, MsvitError) else str(e)
+            return p
+
+    def _predict_source(self, src: Source, num_frames: int, agg: str, faces_only: bool, keep: bool,
+                        stream_every: int) -> Prediction:
+        if src.kind == "stream":
+            return self.predict_stream(src.path, num_frames, agg, stream_every, faces_only, keep)
+        if src.kind == "missing":
+            p = self._new(src.path, "video" if src.path.lower().endswith(VIDEO_SUFFIXES) else "image", None)
+            return self._fail(p, InputError("missing", f"{src.path}: no such file or folder"), time.perf_counter())
+        if src.kind == "bad_list":  # a list file that cannot be read: its own row, the others still run
+            return self._fail(self._new(src.path, "list", None), InputError("unreadable", src.message),
+                              time.perf_counter())
+        if src.kind == "video":
+            return self.predict_video(src.path, num_frames, agg, faces_only, keep)
+        if src.kind == "image":
+            return self.predict_image(src.path, faces_only, keep)
+        # unknown suffix: an image if PIL reads it, else a video if OpenCV does, else unsupported
+        r = self.predict_image(src.path, faces_only, keep)
+        if r.status != "unreadable":
+            return r
+        v = self.predict_video(src.path, num_frames, agg, faces_only, keep)
+        if v.status == "unreadable":
+            v.kind, v.status = "unknown", "unsupported"
+            v.message = f"{src.path}: neither an image nor a video msvit can read"
+        return v
 
     def _run_frames(self, pred: Prediction, vf: VideoFrames, agg: str, faces_only: bool, keep: bool,
                     t0: float) -> Prediction:

@@ -1,10 +1,15 @@
 """Reading inputs: what a SOURCE is, sniffing broken files, and decoding only the sampled frames.
 
-Video decoding uses OpenCV's ``VideoCapture`` (FFmpeg inside opencv-python-headless, already a
-core dependency: no second 36 MB wheel such as PyAV). Like DeepGuard it walks the file with
-``grab()`` and calls ``retrieve()`` (the colour conversion and copy) only for sampled frames, so
-the frames are exactly DeepGuard's. ``CAP_PROP_POS_FRAMES`` seeking is not used: it is not
-frame-exact for every codec.
+Videos are decoded by seeking when PyAV is installed (``av``, in the ``[predict]`` and ``[screen]``
+extras): one pass over the container's packets (no decoding) indexes every frame's timestamp,
+keyframe flag and, for H.264, whether any later frame references it; then only what the sampled
+frames need is decoded: from the nearest keyframe before each one, skipping the frames nobody
+references. The frames are exactly the ones OpenCV's ``grab()`` walk returns (frame ``i`` is the
+``i``-th frame in presentation order; a test compares them pixel for pixel). Anything the seek
+reader is not sure of (no PyAV, a frame count the container does not declare, frames without
+timestamps, a cut-short file, a decoding error) falls back to that walk, which is DeepGuard's:
+OpenCV's ``VideoCapture`` ``grab()`` every frame up to the last sampled one and ``retrieve()``
+only sampled ones. ``CAP_PROP_POS_FRAMES`` seeking is not used: it is not frame-exact.
 """
 from __future__ import annotations
 
@@ -252,20 +257,43 @@ def _open(path: str, cv2):
     return cap
 
 
-def read_video_frames(path: str | os.PathLike, num_frames: int = 20) -> VideoFrames:
+DECODERS = ("auto", "seek", "grab")  # auto: seek when PyAV can, else grab
+
+
+def read_video_frames(path: str | os.PathLike, num_frames: int = 20, decoder: str = "auto") -> VideoFrames:
     """Decode the frames DeepGuard samples (:func:`frame_indices`), and only those.
 
-    A video that ends before the frame count it declares is read again, sampling the frames that
-    exist, and marked ``truncated``. Raises :class:`InputError` for missing, unreadable,
-    audio-only and zero-frame files.
+    ``decoder``: ``seek`` (PyAV, keyframe-aware; raises :class:`ImportError` without PyAV),
+    ``grab`` (OpenCV walk) or ``auto`` (seek, falling back to grab for any file the seek reader
+    cannot index exactly). Both give the same frames. A video that ends before the frame count
+    it declares is read again, sampling the frames that exist, and marked ``truncated``. Raises
+    :class:`InputError` for missing, unreadable, audio-only and zero-frame files.
     """
-    import cv2
-
+    if decoder not in DECODERS:
+        raise ValueError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
     t0 = time.perf_counter()
     p = str(path)
     if not Path(p).is_file():
         raise InputError("missing", f"{p}: no such file")
     sniff(p)
+    if decoder != "grab":
+        try:
+            vf = _seek_read(p, num_frames)
+        except ImportError:
+            if decoder == "seek":
+                raise
+            vf = None
+        if vf is not None:
+            vf.decode_s = time.perf_counter() - t0
+            return vf
+        if decoder == "seek":
+            raise InputError("unreadable", f"{p}: the seek reader cannot index this file exactly")
+    return _grab_read(p, num_frames, t0)
+
+
+def _grab_read(p: str, num_frames: int, t0: float) -> VideoFrames:
+    import cv2
+
     cap = _open(p, cv2)
     if cap is None:
         raise InputError("unreadable", f"{p}: cannot be opened as a video (unknown or corrupt format)")
@@ -310,6 +338,137 @@ def read_video_frames(path: str | os.PathLike, num_frames: int = 20) -> VideoFra
     if frames and (w <= 0 or h <= 0):
         h, w = next(iter(frames.values())).shape[:2]
     return VideoFrames(frames, n, w, h, fps, planned, truncated, time.perf_counter() - t0)
+
+
+# --------------------------------------------------------------------------- seeking (PyAV)
+@dataclass(frozen=True)
+class _Packet:
+    """One video packet in decode order, as the index pass saw it."""
+
+    pts: int
+    dts: int | None
+    key: bool
+    ref: bool  # some later frame may reference it (False only when sure it is disposable)
+
+
+def _h264_ref(data: bytes, nal_len: int) -> bool:
+    """False when every slice of an AVCC H.264 access unit has ``nal_ref_idc == 0`` (no frame
+    references it, so it need not be decoded unless sampled); True when unsure."""
+    i, slices = 0, 0
+    while i + nal_len < len(data):
+        size = int.from_bytes(data[i:i + nal_len], "big")
+        header = data[i + nal_len]
+        if header & 0x1F in (1, 5):  # coded slice (non-IDR / IDR)
+            slices += 1
+            if header >> 5:
+                return True
+        i += nal_len + size
+    return slices == 0 or i != len(data)
+
+
+def _index(container, stream) -> list[_Packet] | None:
+    """Every video packet's timestamps and flags, demuxed without decoding; None when the
+    frames cannot be told apart by timestamp or some are marked to be dropped."""
+    extra = stream.codec_context.extradata or b""
+    nal_len = (extra[4] & 3) + 1 if stream.codec_context.name == "h264" and len(extra) > 6 and extra[0] == 1 else 0
+    out: list[_Packet] = []
+    for pkt in container.demux(stream):
+        if pkt.size == 0:  # the demuxer's end-of-stream marker
+            continue
+        if pkt.pts is None or pkt.is_discard or pkt.is_corrupt:
+            return None
+        ref = True if not nal_len or pkt.is_keyframe else _h264_ref(bytes(pkt), nal_len)
+        out.append(_Packet(int(pkt.pts), None if pkt.dts is None else int(pkt.dts), bool(pkt.is_keyframe), ref))
+    if len({q.pts for q in out}) != len(out) or not out or not out[0].key:
+        return None
+    return out
+
+
+def _ranges(pkts: list[_Packet], targets: list[int]) -> list[tuple[int, int]]:
+    """Packet ranges [start, end] (decode order) to decode for ``targets``: each from the last
+    keyframe before it (decode order) that is not shown after it, merged where they overlap."""
+    keys = [i for i, q in enumerate(pkts) if q.key]
+    spans = []
+    for t in sorted(targets):
+        k = max(i for i in keys if i <= t and pkts[i].pts <= pkts[t].pts)
+        spans.append((k, t))
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if merged and a <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def _seek_read(p: str, num_frames: int) -> VideoFrames | None:
+    """The sampled frames by seeking (see the module docstring), or None when this file must
+    be read by the OpenCV walk instead. Raises ImportError without PyAV."""
+    import av
+
+    try:
+        with av.open(p) as container:
+            if not container.streams.video:
+                return None
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"  # frame + slice threads (FFmpeg picks the count)
+            pkts = _index(container, stream)
+            # the frame count OpenCV declares is the container's; anything else: the walk decides
+            if pkts is None or int(stream.frames or 0) != len(pkts):
+                return None
+            order = sorted(range(len(pkts)), key=lambda i: pkts[i].pts)  # presentation order
+            planned = frame_indices(len(pkts), num_frames)
+            want = {pkts[order[i]].pts: i for i in planned}
+            frames = _decode_ranges(container, stream, pkts, [order[i] for i in planned], want)
+            cc = stream.codec_context
+            w, h = int(cc.width or 0), int(cc.height or 0)
+            rate = stream.average_rate or stream.base_rate
+    except av.FFmpegError:
+        return None
+    if len(frames) != len(planned):
+        return None
+    if w <= 0 or h <= 0:
+        h, w = next(iter(frames.values())).shape[:2]
+    return VideoFrames(frames, len(pkts), w, h, float(rate) if rate else None, planned)
+
+
+def _decode_ranges(container, stream, pkts: list[_Packet], targets: list[int],
+                   want: dict[int, int]) -> dict[int, np.ndarray]:
+    """Decode the packets of each range (seeking to its keyframe), skipping disposable ones
+    that are not sampled; convert only sampled frames to RGB."""
+    feed = set(targets)
+    frames: dict[int, np.ndarray] = {}
+    dec = stream.codec_context
+
+    def take(out) -> None:
+        for fr in out:
+            idx = want.get(fr.pts)
+            if idx is not None and idx not in frames:
+                frames[idx] = fr.to_ndarray(format="rgb24")
+
+    for a, b in _ranges(pkts, targets):
+        first = pkts[a]
+        container.seek(first.dts if first.dts is not None else first.pts, stream=stream, backward=True)
+        j = None
+        for pkt in container.demux(stream):
+            if pkt.size == 0:
+                continue
+            if j is None:  # find where the seek landed: the range's keyframe, or before it
+                if pkt.pts == first.pts:
+                    j = a
+                elif pkt.dts is not None and first.dts is not None and pkt.dts > first.dts:
+                    return {}  # landed past the keyframe: not exact, let the walk read it
+                else:
+                    continue
+            if pkts[j].pts != pkt.pts:
+                return {}
+            if pkts[j].ref or j in feed:
+                take(dec.decode(pkt))
+            if j == b:
+                break
+            j += 1
+        take(dec.decode(None))  # drain the frames still held for reordering
+    return frames
 
 
 def _grab(cap, planned: list[int], cv2) -> tuple[dict[int, np.ndarray], int]:

@@ -1,0 +1,163 @@
+"""The per-file work of msvit-screen and the two engines that run it.
+
+:class:`ScreenWorker` holds one :class:`msvit.Detector` (one runtime session, one face detector,
+loaded once) and turns a batch of work items into records, one per file: a video is decoded,
+sampled and aggregated inside that one call, its crops classified in one artifact call.
+
+- ``local``: one worker in this process (no Ray needed);
+- ``ray``: Ray Data, ``map_batches(ScreenWorker, concurrency=N)``: an actor pool that Ray keeps
+  alive. An actor that dies (killed, out of memory) is restarted and its block retried
+  (``max_restarts=-1``, ``max_task_retries=-1``); the driver writes records keyed, so a retried
+  file is written once.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterator
+
+from ..errors import EngineUnavailableError
+from ..predict.media import Source
+
+ENGINES = ("ray", "local")
+
+
+@dataclass(frozen=True)
+class ScreenConfig:
+    """Everything a worker needs to build its Detector and run the pipeline (plain values: it
+    travels to Ray actors)."""
+
+    model: str  # artifact or weights path
+    model_name: str = "ms_eff_vit_b0"
+    face_detector: str | None = "blazeface"
+    conf_thres: float = 0.5
+    min_face_ratio: float = 0.01
+    margin: float = 0.2
+    threshold: float | None = None
+    tta_hflip: bool = False
+    det_size: int | None = None
+    threads: int | None = 1
+    num_frames: int = 20
+    agg: str = "conf"
+    faces_only: bool = False
+    stream_every: int = 5
+
+
+def _rss_mb() -> float:
+    """Peak resident memory of this process (MB)."""
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / (1 << 20) if sys.platform == "darwin" else kb / 1024
+
+
+class ScreenWorker:
+    """One pipeline: ``__call__`` takes a batch of work items (columns ``path kind origin key
+    size mtime_ns artifact_sha256``) and returns ``key`` and ``record`` (the JSON text of one
+    record, the fields of ``msvit-predict --json`` plus the key's)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        from ..predict import Detector
+
+        self.config = ScreenConfig(**config)
+        c = self.config
+        self.detector = Detector(c.model, None if c.faces_only else c.face_detector, conf_thres=c.conf_thres,
+                                 min_face_ratio=c.min_face_ratio, margin=c.margin, threshold=c.threshold,
+                                 tta_hflip=c.tta_hflip, det_size=c.det_size, threads=c.threads,
+                                 model_name=c.model_name)
+        self.worker = f"{os.uname().nodename}:{os.getpid()}"
+
+    def record(self, item: dict[str, Any]) -> dict[str, Any]:
+        c = self.config
+        src = Source(str(item["path"]), str(item["kind"]), str(item.get("origin") or ""))
+        pred = self.detector.predict_source(src, c.num_frames, c.agg, c.faces_only, stream_every=c.stream_every)
+        rec = pred.to_dict(frames=True)
+        rec.update(key=str(item["key"]), size=int(item["size"]), mtime_ns=int(item["mtime_ns"]),
+                   artifact_sha256=str(item["artifact_sha256"]), worker=self.worker, worker_rss_mb=round(_rss_mb(), 1))
+        return rec
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
+        n = len(batch["key"])
+        items = [{k: batch[k][i] for k in batch} for i in range(n)]
+        recs = [self.record(it) for it in items]
+        return {"key": [r["key"] for r in recs], "record": [json.dumps(r, separators=(",", ":")) for r in recs]}
+
+    def close(self) -> None:
+        self.detector.close()
+
+
+# ------------------------------------------------------------------------------ engines
+def run_local(config: ScreenConfig, items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Records of ``items``, one by one, in this process."""
+    worker = ScreenWorker(asdict(config))
+    try:
+        for it in items:
+            yield worker.record(it)
+    finally:
+        worker.close()
+
+
+def import_ray():
+    """Ray, with its usage-stats reporting off (set before the import, as Ray reads it then)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
+    try:
+        import logging
+
+        import ray
+        import ray.data  # noqa: F401
+        for name in ("ray", "ray.data"):  # Ray's INFO lines would tear msvit-screen's progress bar
+            logging.getLogger(name).setLevel(logging.WARNING)
+    except ImportError as e:
+        raise EngineUnavailableError(f"Ray Data is not installed ({e}); pip install 'msvit[screen]', "
+                                     "or run with --engine local") from None
+    return ray
+
+
+def start_ray(address: str | None, num_cpus: int | None) -> tuple[Any, bool]:
+    """Join ``address`` (``auto`` or ``HOST:PORT``), reuse a Ray already initialised in this
+    process, or start a local one with ``num_cpus``. Dashboard off, no logging to the driver's
+    console. Returns (ray, whether we started it and must shut it down)."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return ray, False
+    kw: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        if address:
+            ray.init(address=address, **kw)
+        else:
+            ray.init(num_cpus=num_cpus, **kw)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise EngineUnavailableError(f"cannot {'join the Ray cluster at ' + address if address else 'start Ray'}: "
+                                     f"{e}") from None
+    return ray, True
+
+
+def cluster_cpus(ray) -> int:
+    return int(ray.cluster_resources().get("CPU", 1))
+
+
+def run_ray(config: ScreenConfig, items: list[dict[str, Any]], workers: int,
+            on_started: Callable[[], None] | None = None) -> Iterator[dict[str, Any]]:
+    """Records of ``items`` from an actor pool of ``workers`` actors, as they finish (in no
+    particular order). Ray must be started (:func:`start_ray`)."""
+    ray = import_ray()
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # msvit-screen draws its own
+    ctx.print_on_execution_start = False
+    if hasattr(ctx, "enable_operator_progress_bars"):
+        ctx.enable_operator_progress_bars = False
+    # one block per file (up to a cap): a finished file comes back at once, a retry redoes one file
+    blocks = max(1, min(len(items), 20000))
+    ds = ray.data.from_items(items, override_num_blocks=blocks)
+    # a fixed pool, one file in flight per actor (a file is seconds of work: balance beats
+    # prefetch). Ray Data's actor defaults, max_restarts=-1 and max_task_retries=-1, are what
+    # makes a killed actor come back and its file be retried (tests/test_screen.py kills one).
+    pool = ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1)
+    out = ds.map_batches(ScreenWorker, fn_constructor_kwargs={"config": asdict(config)}, batch_size=1,
+                         compute=pool, num_cpus=float(config.threads or 1), batch_format="numpy")
+    if on_started is not None:
+        on_started()
+    for row in out.iter_rows():
+        yield json.loads(row["record"])
