@@ -199,7 +199,7 @@ class MapWriter:
         x = normalize(np.stack([letterbox(fr.crop, det.size) for fr in frames]))
         maps, ms = self.explainer.maps(x, self.specs)
         for k, v in ms.items():
-            self.ms[k].append(v)
+            self.ms[k].extend([v] * len(frames))
         free = [s for s in self.specs if not METHODS[s.method].gradients]
         ref = self.reference.maps(x, free)[0] if self.reference is not None and free else {}
         stem = predict_cli.safe_stem(i, pred.source)
