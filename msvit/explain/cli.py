@@ -45,7 +45,7 @@ not installed; 130 interrupted.
 
 examples:
   msvit-explain clip.mp4 face.jpg --weights ms_eff_vit_b0_celeb_df_v2.bin --out why/
-  msvit-explain face.jpg --weights W.bin --out why/ --method hirescam --method eigencam --branch both
+  msvit-explain face.jpg --weights W.bin --out why/ --method hirescam --method eigencam
   msvit-explain clip.mp4 --artifact b0_int8_explain.onnx --reference b0_fp32_explain.onnx --out why/
   msvit-predict photos/ --artifact b0_fp32_explain.onnx --explain why/"""
 
@@ -75,7 +75,7 @@ def add_explain_arguments(p: argparse.ArgumentParser, predict: bool) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = predict_cli.build_parser()
     p.prog = "msvit-explain"
-    p.description = ("The verdict for images and videos, and where in the face each ViT branch sees it: "
+    p.description = ("The verdict for images and videos, and where in the face each ViT branch sees it:\n"
                      "class-activation maps per branch, as DeepGuard's results page shows them.")
     p.epilog = EPILOG.format(methods="\n".join(f"  {n:<19} [{m.branch}] {m.cam}"
                                                + ("" if m.gradients else " (no gradients: artifacts too)")
