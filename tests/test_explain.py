@@ -174,3 +174,50 @@ def test_cli_refuses_artifact_without_explain_outputs(explain_onnx, faces_dir, t
     err = capsys.readouterr().err
     assert rc == 2 and "no explanation outputs" in err and "--explain-outputs" in err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_predict_explain_flag(demo_weights, faces_dir, tmp_path, capsys):
+    from msvit.explain.cli import predict_main
+
+    face = faces_dir / "eval" / "real" / sorted(p.name for p in (faces_dir / "eval" / "real").iterdir())[0]
+    j = tmp_path / "out.json"
+    rc = predict_main([str(face), "--weights", str(demo_weights), "--faces-only", "--no-progress", "--json", str(j),
+                       "--explain", str(tmp_path / "why"), "--method", "eigencam", "--branch", "low"])
+    assert rc == 0
+    verdict = json.loads(j.read_text())["results"][0]
+    entry = json.loads((tmp_path / "why" / "explain.json").read_text())["inputs"][0]
+    assert entry["p_fake"] == pytest.approx(verdict["p_fake"], abs=1e-6)
+    assert list(entry["frames"][0]["overlays"]) == ["low_eigencam"]
+    assert Image.open(tmp_path / "why" / entry["frames"][0]["overlays"]["low_eigencam"]).size == Image.open(face).size
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["openvino", "executorch"])
+def test_explain_outputs_other_runtimes(target, demo_model, eval_inputs, tmp_path):
+    pytest.importorskip(target)
+    import msvit.runtime as rt
+    from msvit.export import ExportOptions, export
+
+    res = export(demo_model, target, out_dir=tmp_path, options=ExportOptions(explain_outputs=True), log=None)
+    x = eval_inputs[:2]
+    with torch.no_grad():
+        logit = demo_model(torch.from_numpy(x)).numpy()
+    specs = [MapSpec("low", "eigencam"), MapSpec("high", "eigencam")]
+    with rt.load(res.path) as s:
+        outs = s.run_all(x)
+        art, _ = ArtifactExplainer(s, json.loads(s.metadata["explain_outputs"]), 224).maps(x, specs)
+    assert list(outs) == ["logit", "low_tokens", "high_tokens"]
+    assert np.abs(outs["logit"] - logit).max() <= 1e-4
+    ref, _ = TorchExplainer(demo_model).maps(x, specs)
+    for k in ref:
+        assert np.abs(art[k] - ref[k]).max() <= 1e-3, k
+
+
+def test_explain_outputs_refused_where_not_written(demo_model, tmp_path):
+    from msvit.errors import ExportError
+    from msvit.export import ExportOptions, export
+
+    with pytest.raises(ExportError, match="--explain-outputs is not available for torchscript.*onnx fp32"):
+        export(demo_model, "torchscript", out_dir=tmp_path, options=ExportOptions(explain_outputs=True), log=None)
+    assert not list(tmp_path.iterdir())
