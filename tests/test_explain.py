@@ -221,3 +221,12 @@ def test_explain_outputs_refused_where_not_written(demo_model, tmp_path):
     with pytest.raises(ExportError, match="--explain-outputs is not available for torchscript.*onnx fp32"):
         export(demo_model, "torchscript", out_dir=tmp_path, options=ExportOptions(explain_outputs=True), log=None)
     assert not list(tmp_path.iterdir())
+
+
+def test_export_cli_refuses_explain_outputs_before_work(tmp_path, capsys):
+    from msvit.export.cli import main
+
+    assert main(["--target", "litert", "--explain-outputs", "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "--explain-outputs is not available for litert" in err and "openvino fp32/fp16" in err
+    assert not (tmp_path / "a").exists()
