@@ -249,7 +249,7 @@ class MapWriter:
             drifts = [d for fr in r.frames for d in [fr.get("map_drift")] if d]
             if drifts:
                 mean = {k: np.mean([d[k] for d in drifts]) for k in drifts[0]}
-                out.print(f"{escape(predict_cli._short(r.source, 40))}: {r.verdict} {r.p_fake:.3f} · map drift r "
+                out.print(f"{escape(predict_cli._short(r.source, 30))}: {r.verdict} {r.p_fake:.3f} · map drift r "
                           + ", ".join(f"{k} {v:.3f}" for k, v in mean.items()), highlight=False)
         if self.args.timing and any(self.ms.values()):
             t = Table(title="cost per crop (ms; artifact maps include their forward pass)", width=70)
