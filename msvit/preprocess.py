@@ -145,18 +145,23 @@ def letterbox(rgb: np.ndarray, size: int) -> np.ndarray:
     _check_rgb(rgb)
     if size < 1:
         raise DataError(f"letterbox size must be >= 1, got {size}")
-    h, w = rgb.shape[:2]
-    if max(h, w) != size:
+    top, left, nh, nw = letterbox_geometry(*rgb.shape[:2], size)
+    if (nh, nw) != rgb.shape[:2]:
         import cv2
 
-        scale = size / max(h, w)
-        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
         rgb = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_LINEAR)
-        h, w = nh, nw
     out = np.zeros((size, size, 3), np.uint8)
-    top, left = (size - h) // 2, (size - w) // 2
-    out[top:top + h, left:left + w] = rgb
+    out[top:top + nh, left:left + nw] = rgb
     return out
+
+
+def letterbox_geometry(h: int, w: int, size: int) -> tuple[int, int, int, int]:
+    """Where :func:`letterbox` puts an ``h`` x ``w`` image in the ``size`` square: ``(top, left,
+    height, width)`` of the resized image (a map at input resolution, cut there, is the crop's)."""
+    if max(h, w) != size:
+        scale = size / max(h, w)
+        h, w = max(1, round(h * scale)), max(1, round(w * scale))
+    return (size - h) // 2, (size - w) // 2, h, w
 
 
 def normalize(u8: np.ndarray) -> np.ndarray:

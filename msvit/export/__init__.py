@@ -18,13 +18,14 @@ from ..errors import CalibrationError, ExportError
 from ..model.info import model_info
 from ..quantize import Int8Options
 from .core import ExportContext, ExportOptions, ExportResult, TargetOutput, build_metadata, run_export
-from .graph import INPUT_KINDS, image_metadata
+from .graph import INPUT_KINDS, explain_metadata, image_metadata, output_names
 from .targets import PRECISIONS, TARGETS, Target, get_target
 from .validate import ParityReport, compare
 
 __all__ = [
     "ExportContext", "ExportOptions", "ExportResult", "Int8Options", "ParityReport", "PRECISIONS", "TARGETS",
-    "Target", "TargetOutput", "artifact_stem", "check_request", "compare", "export",
+    "EXPLAIN_TARGETS", "Target", "TargetOutput", "artifact_stem", "check_explain", "check_request", "compare",
+    "export",
 ]
 
 
@@ -33,8 +34,8 @@ def _module(target: Target):
 
 
 def artifact_stem(model: nn.Module, precision: str, batch: int = 1, dynamic_batch: bool = False,
-                  input_kind: str = "tensor") -> str:
-    """``ms_eff_vit_b0[_applied]_<precision>[_dyn|_bN][_img]``."""
+                  input_kind: str = "tensor", explain: bool = False) -> str:
+    """``ms_eff_vit_b0[_applied]_<precision>[_dyn|_bN][_img][_explain]``."""
     stem = f"{getattr(model, 'variant', 'model')}"
     if (model_info(model).attn_mode or "deepguard") != "deepguard":
         stem += f"_{model.attn_mode}"
@@ -43,7 +44,7 @@ def artifact_stem(model: nn.Module, precision: str, batch: int = 1, dynamic_batc
         stem += "_dyn"
     elif batch != 1:
         stem += f"_b{batch}"
-    return stem + ("_img" if input_kind == "image" else "")
+    return stem + ("_img" if input_kind == "image" else "") + ("_explain" if explain else "")
 
 
 def check_request(t: Target, precision: str, calib_given: bool) -> None:
@@ -73,6 +74,18 @@ def check_input(t: Target, precision: str, input_kind: str) -> None:
                "trt": "TensorRT engines take the float tensor; preprocess on the GPU"}.get(t.name, "not supported yet")
         raise ExportError(f"--input image is not available for {t.name} ({why}); "
                           f"it is for {', '.join(IMAGE_INPUT_TARGETS)}")
+
+
+#: target -> precisions whose artifact can carry ``--explain-outputs`` (the extra token outputs)
+EXPLAIN_TARGETS: dict[str, tuple[str, ...]] = {"onnx": ("fp32", "fp16", "int8"), "openvino": ("fp32", "fp16"),
+                                               "executorch": ("fp32",)}
+
+
+def check_explain(t: Target, precision: str) -> None:
+    """``--explain-outputs`` only where the extra outputs are written and verified."""
+    if precision not in EXPLAIN_TARGETS.get(t.name, ()):
+        ok = "; ".join(f"{n} {'/'.join(p)}" for n, p in EXPLAIN_TARGETS.items())
+        raise ExportError(f"--explain-outputs is not available for {t.name} {precision}; it is for: {ok}")
 
 
 def export(
@@ -108,11 +121,15 @@ def export(
                           "export b5 to onnx, trt, openvino, coreml or executorch")
     options = options or ExportOptions()
     check_input(t, precision, options.input)
+    if options.explain_outputs:
+        check_explain(t, precision)
     model.eval()
     meta = build_metadata(model, t, precision, batch, dynamic_batch)
-    stem = artifact_stem(model, precision, batch, dynamic_batch, options.input)
+    stem = artifact_stem(model, precision, batch, dynamic_batch, options.input, options.explain_outputs)
     if options.input == "image":
         meta.update(image_metadata(model_info(model).img_size, "N" if dynamic_batch else str(batch)))
+    if options.explain_outputs:
+        meta.update(explain_metadata(model, output_names(options.input, options.with_prob, explain=True)))
     ctx = ExportContext(model=model, target=t, precision=precision, out_dir=Path(out_dir), stem=stem, batch=batch,
                         dynamic_batch=dynamic_batch, opset=opset, metadata=meta, calib=calib,
                         options=options, log=log)

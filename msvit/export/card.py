@@ -75,7 +75,8 @@ def card_markdown(file: str, meta: dict[str, str], result: dict[str, Any] | None
         + ("(applied inside the graph)." if image else "(apply them in the app)."), "",
         "## Output", "",
         f"- {_get(meta, 'output')}.",
-        f"- Labels {_get(meta, 'labels')}; verdict fake when P(fake) >= threshold {_get(meta, 'threshold')}.", "",
+        f"- Labels {_get(meta, 'labels')}; verdict fake when P(fake) >= threshold {_get(meta, 'threshold')}.",
+        *_explain_lines(meta), "",
         "## Precision", "",
         f"- {_get(meta, 'precision')}" + (f"; {meta['quant_format']}" if meta.get("quant_format") else "")
         + (f"; calibrated on {meta['calib_size']} images ({meta.get('calib_method', '?')}, sha256 "
@@ -92,6 +93,19 @@ def card_markdown(file: str, meta: dict[str, str], result: dict[str, Any] | None
               f"Other platforms: {other.format(file=file, name=name)}.", "",
               "P(fake) = sigmoid(logit)" + (" (also returned as `prob`)." if image else "."), ""]
     return "\n".join(lines)
+
+
+def _explain_lines(meta: dict[str, str]) -> list[str]:
+    """``--explain-outputs``: what the extra token outputs are (for gradient-free maps on the device)."""
+    import json
+
+    if not meta.get("explain_outputs"):
+        return []
+    info = json.loads(meta["explain_outputs"])
+    outs = ", ".join(f"`{n}` {i['branch']} branch, `{i['layer']}` tokens (N, 1 + {i['grid'][0]}×{i['grid'][1]}, C)"
+                     for n, i in sorted(info.items()))
+    return [f"- Explanation outputs (order {_get(meta, 'output_names')}): {outs}; drop the cls token, reshape "
+            "to the grid, take the first principal component (EigenCAM): `msvit-explain --artifact` does it."]
 
 
 def card_facts(meta: dict[str, str]) -> dict[str, str]:

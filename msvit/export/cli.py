@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-batch", type=int, default=16, help="TensorRT profile max batch with --dynamic-batch")
     s.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17, default 18)")
     s.add_argument("--prob", action="store_true", help="ONNX: add a 'prob' output = sigmoid(logit)")
+    s.add_argument("--explain-outputs", action="store_true",
+                   help="add each ViT branch's class-activation tokens as outputs low_tokens/high_tokens (logit "
+                        "unchanged), so msvit-explain --artifact draws EigenCAM maps from the artifact alone "
+                        "(onnx fp32/fp16/int8, openvino fp32/fp16, executorch fp32)")
     s.add_argument("--input", choices=["tensor", "image"], default="tensor",
                    help="tensor (default): normalised float32 NCHW; image: letterboxed uint8 RGB NHWC, the cast, "
                         "layout change and ImageNet normalisation in the graph, outputs prob + logit "
@@ -150,7 +154,7 @@ def final_names(args: argparse.Namespace, target: str, precision: str) -> list[s
 
     t = TARGETS[target]
     stem = artifact_stem(SimpleNamespace(variant=args.model, attn_mode=args.attn_mode), precision, args.batch,
-                         args.dynamic_batch, args.input)
+                         args.dynamic_batch, args.input, args.explain_outputs)
     names = [stem + t.suffix]
     if target == "ort":
         names.append(stem + ".required_operators.config")
@@ -199,6 +203,16 @@ def validate(args: argparse.Namespace) -> list[tuple[str, str]]:
         from . import IMAGE_INPUT_TARGETS
 
         plan = [(n, p) for n, p in plan if n in IMAGE_INPUT_TARGETS]
+    if args.explain_outputs:
+        from . import EXPLAIN_TARGETS, check_explain
+
+        if args.target == "all":
+            plan = [(n, p) for n, p in plan if p in EXPLAIN_TARGETS.get(n, ())]
+        for name, prec in plan:
+            try:
+                check_explain(TARGETS[name], prec)
+            except MsvitError as e:
+                raise UsageError(str(e)) from None
     if not plan:
         raise UsageError(f"no target takes --precision {args.precision}" + (" with --input image"
                                                                             if args.input == "image" else ""))
@@ -271,7 +285,7 @@ def _run(args: argparse.Namespace) -> int:
     int8 = Int8Options(calib_method=args.calib_method, min_agreement=args.min_agreement,
                        max_auc_drop=args.max_auc_drop, max_dprob=args.max_dprob,
                        sensitivity_dprob=args.sensitivity_dprob, verify_data=verify if args.verify_data else None)
-    options = ExportOptions(input=args.input, with_prob=args.prob, trt_version=args.trt_version, max_batch=args.max_batch,
+    options = ExportOptions(input=args.input, with_prob=args.prob, explain_outputs=args.explain_outputs, trt_version=args.trt_version, max_batch=args.max_batch,
                             minimum_deployment_target=args.min_deployment_target, int8=int8,
                             overwrite=args.overwrite)
     results = []

@@ -40,6 +40,9 @@ class ExportOptions:
     coreml_weights: str = "linear"  # Core ML int8-weights: linear | palettize
     input: str = "tensor"  # tensor: normalised float32 NCHW; image: letterboxed uint8 NHWC (normalised in the graph)
     int8: Int8Options = field(default_factory=Int8Options)
+    #: each branch's class-activation tokens as extra outputs ``low_tokens``/``high_tokens``
+    #: (logit unchanged), for gradient-free maps from the artifact alone (``msvit-explain``)
+    explain_outputs: bool = False
     #: replace an artifact already under its final name (the API's default); ``msvit-export``
     #: passes False unless ``--overwrite``: then an existing file is an :class:`OutputExistsError`
     overwrite: bool = True

@@ -67,7 +67,8 @@ def export(ctx: ExportContext) -> TargetOutput:
     if ctx.precision == "int8":
         res = run_int8(ExecuTorchInt8(ctx.int8_job(meta), lower_to_pte, export_fp32_pte), path)
         return TargetOutput.int8(path, res)
-    lower_to_pte(export_program(ctx.graph_module(), ctx.example()), path, meta)
+    module = graph_module(ctx.model, ctx.options.input, ctx.options.explain_outputs)
+    lower_to_pte(export_program(module, ctx.example()), path, meta)
     return TargetOutput(path, [path], extra={"backend": "xnnpack"})
 
 

@@ -18,7 +18,7 @@ from ..quantize.onnx import OnnxInt8
 from ..runtime.base import example_input, quiet_output
 from ..runtime.onnx import set_metadata
 from .core import ExportContext, TargetOutput
-from .graph import graph_module
+from .graph import graph_module, output_names
 
 OPSET_MIN = 17
 
@@ -37,20 +37,22 @@ class _WithProb(nn.Module):
 
 def export_fp32_onnx(model: nn.Module, path: Path, *, batch: int = 1, dynamic_batch: bool = False, opset: int = 18,
                      with_prob: bool = False, metadata: dict[str, str] | None = None,
-                     input_kind: str = "tensor") -> Path:
+                     input_kind: str = "tensor", explain: bool = False) -> Path:
     """Export, simplify, check and annotate an FP32 ONNX model at ``path`` (``input_kind="image"``:
-    uint8 NHWC pixels in, ``prob`` and ``logit`` out)."""
+    uint8 NHWC pixels in, ``prob`` and ``logit`` out; ``explain``: each branch's CAM tokens too)."""
     import onnx
     import onnxslim
 
     if opset < OPSET_MIN:
         raise ExportError(f"opset {opset} is too old: use --opset {OPSET_MIN} or newer")
     x = example_input(model, batch, input_kind)
-    if input_kind == "image":
-        module, outputs = graph_module(model, "image"), ["prob", "logit"]
+    outputs = output_names(input_kind, with_prob and input_kind != "image", explain)
+    if input_kind == "image" or explain:
+        module = graph_module(model, input_kind, explain)
+        if explain and input_kind != "image" and with_prob:
+            module.with_prob = True
     else:
         module = _WithProb(model).eval() if with_prob else model.eval()
-        outputs = ["logit", "prob"] if with_prob else ["logit"]
     dyn = {"image": {0: "batch"}, **{o: {0: "batch"} for o in outputs}} if dynamic_batch else None
     with quiet_output():
         try:
@@ -88,7 +90,8 @@ def to_fp16(src: Path, dst: Path) -> Path:
 def int8_onnx(ctx: ExportContext, path: Path) -> Int8Result:
     """The guarded INT8 ONNX (onnxruntime flavour) at ``path``, from a scratch FP32 export."""
     fp32 = export_fp32_onnx(ctx.model, ctx.work_dir / "fp32.onnx", batch=ctx.batch, dynamic_batch=ctx.dynamic_batch,
-                            opset=ctx.opset, metadata=ctx.metadata, input_kind=ctx.options.input)
+                            opset=ctx.opset, metadata=ctx.metadata, input_kind=ctx.options.input,
+                            explain=ctx.options.explain_outputs)
     res = run_int8(OnnxInt8(ctx.int8_job(), fp32), path)
     fp32.unlink()
     return res
@@ -102,10 +105,12 @@ def export(ctx: ExportContext) -> TargetOutput:
     if ctx.precision == "fp16":
         fp32 = export_fp32_onnx(ctx.model, ctx.work_dir / "fp32.onnx", batch=ctx.batch,
                                 dynamic_batch=ctx.dynamic_batch, opset=ctx.opset, with_prob=with_prob,
-                                metadata=ctx.metadata, input_kind=ctx.options.input)
+                                metadata=ctx.metadata, input_kind=ctx.options.input,
+                                explain=ctx.options.explain_outputs)
         to_fp16(fp32, path)
         fp32.unlink()
     else:
         export_fp32_onnx(ctx.model, path, batch=ctx.batch, dynamic_batch=ctx.dynamic_batch, opset=ctx.opset,
-                         with_prob=with_prob, metadata=ctx.metadata, input_kind=ctx.options.input)
+                         with_prob=with_prob, metadata=ctx.metadata, input_kind=ctx.options.input,
+                         explain=ctx.options.explain_outputs)
     return TargetOutput(path, [path])

@@ -27,7 +27,8 @@ def export(ctx: ExportContext) -> TargetOutput:
     import openvino as ov
 
     onnx_path = export_fp32_onnx(ctx.model, ctx.work_dir / "src.onnx", batch=ctx.batch,
-                                 dynamic_batch=ctx.dynamic_batch, opset=ctx.opset, input_kind=ctx.options.input)
+                                 dynamic_batch=ctx.dynamic_batch, opset=ctx.opset, input_kind=ctx.options.input,
+                                 explain=ctx.options.explain_outputs)
     xml = ctx.work_dir / f"{ctx.stem}.xml"
     if ctx.precision == "int8":
         res = run_int8(OpenVINOInt8(ctx.int8_job(), onnx_path), xml)

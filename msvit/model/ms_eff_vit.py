@@ -307,6 +307,32 @@ class MultiScaleEffViT(nn.Module):
             return self._fused_map(l_out, h_out)
         return self._head(self._pool_tokens(l_out, h_out))
 
+    # --- explanations (msvit.explain; ``msvit-export --explain-outputs``) ---------------------
+
+    @torch.jit.ignore
+    def cam_layers(self) -> dict:
+        """``{"low": (module, grid), "high": (module, grid)}``: the layer whose tokens class-activation
+        maps read in each branch, DeepGuard's choice: the last ViT block's ``norm1`` (its output is
+        what the block adds to the residual stream), with the branch's token grid (rows, cols)."""
+        return {"low": (self.l_vit.blocks[-1].norm1, list(self.l_grid)),
+                "high": (self.h_vit.blocks[-1].norm1, list(self.h_grid))}
+
+    @staticmethod
+    def _branch_with_cam(vit: nn.Module, feat: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        x = vit.pos_drop(vit.patch_embed(feat))
+        for blk in vit.blocks[:-1]:
+            x = blk(x)
+        cam = vit.blocks[-1].norm1(x)  # the cam_layers() tensor, (B, 1 + H*W, C) with the cls token
+        return vit.norm(vit.blocks[-1](x)), cam
+
+    def forward_cam_tokens(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(logit, low_tokens, high_tokens)``: ``forward``'s output (same ops) plus each branch's
+        :meth:`cam_layers` tokens, ``(B, 1 + H*W, C)``. What ``--explain-outputs`` artifacts return."""
+        feats = self.feat_extractor(x)
+        l_out, l_cam = self._branch_with_cam(self.l_vit, feats[self.l_idx])
+        h_out, h_cam = self._branch_with_cam(self.h_vit, feats[self.h_idx])
+        return self._head(self._pool_tokens(l_out, h_out)), l_cam, h_cam
+
     # --- timm intermediate features ----------------------------------------------------
 
     def forward_intermediates(

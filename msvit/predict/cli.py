@@ -15,6 +15,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 from ..errors import DataError, run_cli
 from ..fileio import atomic_write, cannot_write_in
@@ -183,13 +184,13 @@ def to_csv(preds: list[Prediction]) -> bytes:
     return buf.getvalue().encode()
 
 
-def _safe_stem(i: int, source: str) -> str:
+def safe_stem(i: int, source: str) -> str:
     stem = Path(source).stem if source and not source.startswith("<") else "input"
     stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:60] or "input"
     return f"{i:04d}_{stem}"
 
 
-def _write_png(path: Path, rgb) -> None:
+def write_png(path: Path, rgb) -> None:
     import cv2
 
     ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
@@ -201,11 +202,11 @@ def _write_png(path: Path, rgb) -> None:
 def save_visuals(i: int, pred: Prediction, crops_dir: Path | None, annotate_dir: Path | None) -> None:
     import cv2
 
-    stem = _safe_stem(i, pred.source)
+    stem = safe_stem(i, pred.source)
     for fr in pred.frames:
         suffix = f"_f{fr.index:06d}" if pred.kind != "image" else ""
         if crops_dir is not None and fr.crop is not None:
-            _write_png(crops_dir / f"{stem}{suffix}.png", fr.crop)
+            write_png(crops_dir / f"{stem}{suffix}.png", fr.crop)
         if annotate_dir is not None and fr.frame is not None:
             img = fr.frame.copy()
             thick = max(2, round(max(img.shape[:2]) / 400))
@@ -228,7 +229,7 @@ def save_visuals(i: int, pred: Prediction, crops_dir: Path | None, annotate_dir:
                 cv2.putText(img, label, (ax + 2, ay - base - 2), cv2.FONT_HERSHEY_SIMPLEX, scale, color, 1 + thick // 2)
             else:
                 cv2.putText(img, fr.status, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (230, 40, 40), 2)
-            _write_png(annotate_dir / f"{stem}{suffix}.png", img)
+            write_png(annotate_dir / f"{stem}{suffix}.png", img)
 
 
 # ----------------------------------------------------------------------------- table
@@ -276,7 +277,8 @@ def _message(p: Prediction) -> str:
 # ----------------------------------------------------------------------------- run
 def _guarded(det, src, args) -> Prediction:
     return det.predict_source(src, args.num_frames, args.agg, args.faces_only,
-                              keep=bool(args.save_crops or args.annotate), stream_every=args.stream_every)
+                              keep=bool(args.save_crops or args.annotate or getattr(args, "keep_pixels", False)),
+                              stream_every=args.stream_every)
 
 
 def list_detectors() -> int:
@@ -290,7 +292,9 @@ def list_detectors() -> int:
     return EXIT_OK
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, on_prediction: Callable[[int, Prediction, Any], None] | None = None) -> int:
+    """The command. ``on_prediction(i, prediction, detector)`` runs for each input while its pixels
+    are held (``args.keep_pixels``; msvit-explain draws its maps there), before they are dropped."""
     from rich.console import Console
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -329,8 +333,10 @@ def run(args: argparse.Namespace) -> int:
                     save_visuals(i, pred, crops_dir, ann_dir)
                 except (OSError, DataError) as e:
                     pred.message = (pred.message + "; " if pred.message else "") + f"could not save images: {e}"
-                for fr in pred.frames:  # pixels are not needed any more
-                    fr.frame = fr.crop = None
+            if on_prediction is not None:
+                on_prediction(i, pred, det)
+            for fr in pred.frames:  # pixels are not needed any more
+                fr.frame = fr.crop = None
             preds.append(pred)
             bar.advance(task)
     wall = time.perf_counter() - t0

@@ -79,6 +79,34 @@ class Session:
     def run(self, x: np.ndarray) -> np.ndarray:
         """float32 (N, 3, S, S) preprocessed images -> float32 logits (N, 1), for any N
         (static-batch artifacts get chunks of their own size, the last one padded)."""
+        x = self._feed(x)
+        if len(x) == 0:
+            return np.zeros((0, 1), np.float32)
+        return self._batched(x, lambda c: {"logit": np.asarray(self._run(c), np.float32).reshape(len(c), -1)[:, :1]}
+                             )["logit"]
+
+    def run_all(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Every named output of the artifact for (N, 3, S, S) inputs, ``{name: (N, ...)}`` in graph
+        order (:attr:`output_names`): ``logit`` always, plus e.g. ``low_tokens``/``high_tokens`` of an
+        ``--explain-outputs`` export. Formats that expose only the logit return just that."""
+        x = self._feed(x)
+        if len(x) == 0:
+            raise DataError(f"{self.describe()}: run_all needs at least one image")
+        return self._batched(x, self._run_all)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """The names :meth:`run_all` returns (from the artifact's ``output_names`` metadata)."""
+        try:
+            names = json.loads(self.metadata.get("output_names", "[]"))
+        except ValueError:
+            names = []
+        return tuple(names) or ("logit",)
+
+    def _run_all(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        return {"logit": np.asarray(self._run(x), np.float32).reshape(len(x), -1)[:, :1]}
+
+    def _feed(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         if x.ndim == 3:
             x = x[None]
@@ -88,19 +116,21 @@ class Session:
         x = np.ascontiguousarray(x, np.float32)
         if self.input_spec.kind == "image":  # the graph normalises: feed it the letterboxed pixels
             x = to_image_u8(x, self.input_spec.layout)
+        return x
+
+    def _batched(self, x: np.ndarray, fn: Any) -> dict[str, np.ndarray]:
+        """``fn`` on chunks of the artifact's static batch (the last one padded, the padding dropped)."""
         n, b = len(x), self.batch
-        if n == 0:
-            return np.zeros((0, 1), np.float32)
         if b is None or b == n:
-            return np.asarray(self._run(x), np.float32).reshape(n, -1)[:, :1]
-        outs = []
+            return fn(x)
+        outs: list[dict[str, np.ndarray]] = []
         for i in range(0, n, b):
             chunk = x[i:i + b]
             pad = b - len(chunk)
             if pad:  # static batch: pad the last chunk, drop the padding afterwards
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-            outs.append(np.asarray(self._run(chunk), np.float32).reshape(b, -1)[: b - pad, :1])
-        return np.concatenate(outs)
+            outs.append({k: v[: b - pad] for k, v in fn(chunk).items()})
+        return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
     __call__ = run
 

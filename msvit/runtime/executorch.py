@@ -73,5 +73,13 @@ class ETSession(Session):
         outs = self.method.execute([torch.from_numpy(x)])
         return outs[1 if self.input_spec.kind == "image" else 0].numpy().copy()  # image input: (prob, logit)
 
+    def _run_all(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        import torch
+
+        outs = self.method.execute([torch.from_numpy(x)])  # a program's outputs are positional: names from metadata
+        names = self.output_names if len(self.output_names) == len(outs) else \
+            (("prob", "logit") if self.input_spec.kind == "image" else ("logit",))
+        return {n: o.numpy().copy() for n, o in zip(names, outs)}
+
     def close(self) -> None:
         self.method = self.program = None

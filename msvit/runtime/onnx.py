@@ -71,5 +71,13 @@ class OrtSession(Session):
     def _run(self, x: np.ndarray) -> np.ndarray:
         return self.session.run([self.output], {self.input_spec.name: x})[0]
 
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(o.name for o in self.session.get_outputs())
+
+    def _run_all(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        names = self.output_names
+        return dict(zip(names, self.session.run(list(names), {self.input_spec.name: x})))
+
     def close(self) -> None:
         self.session = None

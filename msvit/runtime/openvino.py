@@ -75,5 +75,13 @@ class OVSession(Session):
         res = self.request.infer({0: x})
         return np.asarray(res[self.output]).copy()
 
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(o.get_any_name() for o in self.compiled.outputs)
+
+    def _run_all(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        res = self.request.infer({0: x})
+        return {o.get_any_name(): np.asarray(res[o]).copy() for o in self.compiled.outputs}
+
     def close(self) -> None:
         self.request = self.compiled = None

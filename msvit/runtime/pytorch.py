@@ -34,6 +34,20 @@ class TorchSession(Session):
     def describe(self) -> str:
         return f"PyTorch eager {self.metadata['model']} ({self.device})"
 
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return ("logit", "low_tokens", "high_tokens") if hasattr(self.module, "forward_cam_tokens") else ("logit",)
+
+    def _run_all(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """The same outputs an ``--explain-outputs`` export gives (the FP32 reference for map drift)."""
+        import torch
+
+        if not hasattr(self.module, "forward_cam_tokens"):
+            return super()._run_all(x)
+        with torch.inference_mode():
+            outs = self.module.forward_cam_tokens(torch.from_numpy(x).to(self.torch_device))
+        return {n: o.float().cpu().numpy() for n, o in zip(self.output_names, outs)}
+
     def _run(self, x: np.ndarray) -> np.ndarray:
         import torch
 
