@@ -25,6 +25,10 @@ FLOAT_SETS = {
     "se+dw(b0-3)+stem": [r"\.se\.", r"backbone\.blocks\.[0-3]\..*conv_dw", r"conv_stem"],
     "se+dw+stem": [r"\.se\.", r"conv_dw", r"conv_stem"],
     "blocks0-3 (group plan)": [r"backbone\.blocks\.[0-3]\."],
+    "stem": [r"conv_stem"],
+    "stem+b0": [r"conv_stem", r"backbone\.blocks\.0\."],
+    "stem+b0-1": [r"conv_stem", r"backbone\.blocks\.[01]\."],
+    "stem+b0-2": [r"conv_stem", r"backbone\.blocks\.[0-2]\."],
 }
 
 
@@ -36,6 +40,7 @@ def main() -> None:
     ap.add_argument("--method", default="minmax", choices=["minmax", "percentile"])
     ap.add_argument("--symmetric", action="store_true", help="symmetric int8 activations (TensorRT)")
     ap.add_argument("--convs-only", action="store_true", help="Linear layers stay float (AVX2 OpenVINO)")
+    ap.add_argument("--sets", nargs="+", default=None, help=f"float sets to try (default all: {', '.join(FLOAT_SETS)})")
     a = ap.parse_args()
     model = create_model("ms_eff_vit_b0", weights=a.weights).eval()
     x = load_images(a.eval).x.astype(np.float32)
@@ -55,6 +60,8 @@ def main() -> None:
     mods = dict(model.named_modules())
     print(f"{'float set':<24} {'int8 MACs':>9} {'max|dP|':>8} {'/floor':>6} {'flips':>5}")
     for name, pats in FLOAT_SETS.items():
+        if a.sets and name not in a.sets:
+            continue
         rx = [re.compile(p) for p in pats]
         q = [n for n in ranges if not any(r.search(n) for r in rx)
              and not (a.convs_only and isinstance(mods[n], torch.nn.Linear))]
