@@ -169,3 +169,41 @@ def test_cli_takes_floor_and_refuses_other_words(capsys):
     with pytest.raises(SystemExit) as e:
         p.parse_args(["--max-dprob", "flor"])
     assert e.value.code == 2 and "'floor'" in capsys.readouterr().err
+
+
+CONFIDENT = "ms_eff_vit_b0_confident.bin"
+
+
+@pytest.mark.slow
+def test_openvino_int8_of_the_confident_fixture_keeps_decisions_under_the_floor_gate(
+        demo_weights, calib_set, eval_set, tmp_path):
+    """The floor gate end to end: the guard measures the floor on its verification images,
+    the artifact records it, and the artifact also keeps decisions on eval/ (unseen)."""
+    import msvit
+    from msvit.export import ExportOptions, export
+    from msvit.metrics import label_metrics
+    from msvit.runtime import load
+
+    weights = demo_weights.parent / CONFIDENT
+    if not weights.is_file():
+        pytest.skip(f"{weights} not found")
+    model = msvit.ms_eff_vit_b0(weights=weights)
+    res = export(model, "openvino", "int8", tmp_path, calib=calib_set, log=None, strict=False,
+                 options=ExportOptions(int8=Int8Options(max_dprob="floor")))
+    assert res.ok, res.message
+    sess = load(res.path)
+    meta = sess.metadata
+    assert meta["guard_gate"] == "floor" and meta["guard_passed"] == "true"
+    assert float(meta["guard_floor_ratio"]) <= 1.0 and float(meta["guard_max_dprob"]) == pytest.approx(
+        float(meta["noise_floor_max_dprob"]))
+    x, y = eval_set.x, eval_set.labels
+    got = np.concatenate([np.asarray(sess(x[i:i + 1])).reshape(-1) for i in range(len(x))])
+    sess.close()
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy().reshape(-1)
+    fl = noise_floor(model, x)
+    p32, p8 = 1 / (1 + np.exp(-ref.astype(np.float64))), 1 / (1 + np.exp(-got.astype(np.float64)))
+    assert np.abs(p8 - p32).max() <= fl.max_abs_dprob
+    assert np.sum((p8 >= 0.5) != (p32 >= 0.5)) <= fl.flips
+    assert label_metrics(ref, y)["auc"] - label_metrics(got, y)["auc"] <= 0.005
+    assert float(meta["int8_mac_share"]) > 0.3  # measured 0.x: see docs/int8.md
