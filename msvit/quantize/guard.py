@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..metrics import agreement_metrics, label_metrics
-from .floor import NoiseFloor
+from .floor import NoiseFloor, noise_floor
 from .sensitivity import QuantPlan
 
 Runner = Callable[[np.ndarray], np.ndarray]
@@ -183,10 +183,10 @@ def evaluate(fp32_logits: np.ndarray, runner: Runner, x: np.ndarray, labels: np.
     else:
         if rep.agreement < gate.min_agreement:
             rep.reasons.append(f"agreement {rep.agreement:.3f} < {gate.min_agreement}")
-    if not gate.uses_floor and rep.bound_dprob > gate.max_dprob:
-        how = "" if b["method"] == "max" else \
-            f" ({b['method']} bound from max {rep.max_abs_dprob:.3f} on {rep.n} images)"
-        rep.reasons.append(f"max|ΔP| {rep.bound_dprob:.3f}{how} > {gate.max_dprob}")
+        if rep.bound_dprob > gate.max_dprob:
+            how = "" if b["method"] == "max" else \
+                f" ({b['method']} bound from max {rep.max_abs_dprob:.3f} on {rep.n} images)"
+            rep.reasons.append(f"max|ΔP| {rep.bound_dprob:.3f}{how} > {gate.max_dprob}")
     if rep.auc_drop is not None and rep.auc_drop > gate.max_auc_drop:
         rep.reasons.append(f"AUC drop {rep.auc_drop:.4f} > {gate.max_auc_drop}")
     rep.passed = not rep.reasons
@@ -236,8 +236,6 @@ def quantize_with_guard(model: torch.nn.Module, plan: QuantPlan, build: Callable
     gate measures its floor on ``verify_x`` first when ``gate`` does not carry it yet.
     """
     if gate.uses_floor and gate.floor is None:
-        from .floor import noise_floor
-
         gate = gate.with_floor(noise_floor(model, verify_x))
     if gate.uses_floor and log:
         log(f"  {gate.floor.describe()}")
