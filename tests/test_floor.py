@@ -206,4 +206,4 @@ def test_openvino_int8_of_the_confident_fixture_keeps_decisions_under_the_floor_
     assert np.abs(p8 - p32).max() <= fl.max_abs_dprob
     assert np.sum((p8 >= 0.5) != (p32 >= 0.5)) <= fl.flips
     assert label_metrics(ref, y)["auc"] - label_metrics(got, y)["auc"] <= 0.005
-    assert float(meta["int8_mac_share"]) > 0.3  # measured 0.x: see docs/int8.md
+    assert float(meta["int8_mac_share"]) > 0.3  # 0.378 on an AVX2 host (convs only): docs/int8.md
