@@ -38,7 +38,7 @@ Rows (``--rows`` takes names, name prefixes such as ``trt``/``ov``, or the group
                                    for --ada-iters iterations per layer (CPU: minutes per row)
 0 fp32-noise                       not INT8: the FP32 ONNX on eval/ plus uniform noise of ±0.5
                                    pixel step (an 8-bit image's own rounding): the fixture's noise
-                                   floor (benchmarks/int8_noise_floor.py measures it per layer)
+                                   floor (research/int8_noise_floor.py measures it per layer)
 
 The goal (issue 12): >= 95 % of MACs int8, agreement >= 0.99, max|ΔP| <= 0.02, AUC drop <= 0.005.
 """

@@ -104,8 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="activation range method (default: the measured best per target, see README)")
     q.add_argument("--max-auc-drop", type=float, default=0.005, help="accuracy guard: max AUC drop vs FP32")
     q.add_argument("--min-agreement", type=float, default=0.99, help="accuracy guard: min decision agreement")
-    q.add_argument("--max-dprob", type=float, default=0.05,
-                   help="accuracy guard: max |P(fake) INT8 - P(fake) FP32| on any verify image (default 0.05)")
+    q.add_argument("--max-dprob", type=_dprob_gate, default=0.05, metavar="DPROB|floor",
+                   help="accuracy guard: max |P(fake) INT8 - P(fake) FP32| on any verify image (default 0.05); "
+                        "'floor': keep decisions - max |ΔP| and flips within FP32's own under ±0.5 pixel-step "
+                        "input noise on the same images (the model's noise floor; see README)")
     q.add_argument("--sensitivity-dprob", type=float, default=None,
                    help="INT8 plan: simulated |ΔP| bound the chosen INT8 layers may add "
                         "(default --max-dprob / 3: room for the real kernels' extra error)")
@@ -165,9 +167,19 @@ def final_names(args: argparse.Namespace, target: str, precision: str) -> list[s
     return names
 
 
+def _dprob_gate(text: str) -> float | str:
+    """``--max-dprob``: a number, or ``floor`` (range checks are :func:`validate`'s)."""
+    if text.strip().lower() == "floor":
+        return "floor"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: use a number in [0, 1] or 'floor'") from None
+
+
 def _number(args, flag: str, lo: float | None = None, hi: float | None = None) -> None:
     v = getattr(args, flag.lstrip("-").replace("-", "_"))
-    if v is None:
+    if v is None or isinstance(v, str):  # --max-dprob floor
         return
     if isinstance(v, float) and not math.isfinite(v) or (lo is not None and v < lo) or (hi is not None and v > hi):
         rng = (f"between {lo:g} and {hi:g}" if lo is not None and hi is not None

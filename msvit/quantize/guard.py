@@ -9,18 +9,20 @@ images said 0.008 for an artifact that reached 0.057 on the next 83 (issue 14). 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from ..metrics import agreement_metrics, label_metrics, sigmoid
+from .floor import NoiseFloor, noise_floor
 from .sensitivity import QuantPlan
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
 BOUND_METHODS = ("tail", "max")
+FLOOR = "floor"  # max_dprob="floor": judge against the model's own noise floor (see .floor)
 MIN_VERIFY_IMAGES = 100  # fewer verification images: the result is "weakly verified" (and warned about)
 BOUND_HORIZON = 1000  # the bound is on the |ΔP| that one image in this many unseen ones reaches
 #: The tail index the bound assumes at least (the sample's own Hill estimate when larger).
@@ -38,13 +40,36 @@ class Gate:
 
     min_agreement: float = 0.99
     max_auc_drop: float = 0.005
-    max_dprob: float = 0.05  # on the |ΔP| bound for unseen images (see dprob_bound), not the sample max
+    #: on the |ΔP| bound for unseen images (see dprob_bound), not the sample max; or "floor":
+    #: "keeps decisions" - max |ΔP| and flips within FP32's own noise floor on the same images
+    #: (:mod:`.floor`; min_agreement and the bound are then reported, not gated)
+    max_dprob: float | str = 0.05
     bound_method: str = "tail"  # tail: extrapolated from the sample's largest |ΔP|; max: the sample max
     bound_horizon: int = BOUND_HORIZON  # tail: bound the |ΔP| one unseen image in this many reaches
     min_verify_images: int = MIN_VERIFY_IMAGES  # fewer: weakly verified
+    floor: NoiseFloor | None = None  # the floor gate's measured floor (set by quantize_with_guard)
+
+    @property
+    def uses_floor(self) -> bool:
+        return self.max_dprob == FLOOR
+
+    @property
+    def dprob_limit(self) -> float:
+        """The |ΔP| the artifact is held to: max_dprob, or the measured floor's max |ΔP|."""
+        if not self.uses_floor:
+            return float(self.max_dprob)
+        if self.floor is None:
+            raise ValueError('Gate(max_dprob="floor") has no measured floor yet: use with_floor(noise_floor(...))')
+        return self.floor.max_abs_dprob
+
+    def with_floor(self, floor: NoiseFloor) -> "Gate":
+        return replace(self, floor=floor)
 
     def describe(self) -> str:
         """The bound method, as recorded in the metadata (``guard_bound_method``)."""
+        if self.uses_floor:
+            return ("floor: max |ΔP| and decision flips measured on the verification images within FP32's own "
+                    "under uniform ±0.5 pixel-step input noise (worst of 3 seeds) on the same images")
         return bound_description(self.bound_method, self.bound_horizon)
 
     def bound(self, dprob: np.ndarray) -> dict[str, Any]:
@@ -111,6 +136,9 @@ class GuardReport:
     fp32: dict[str, float | None] | None = None  # acc/auc/log_loss when labels exist
     int8: dict[str, float | None] | None = None
     auc_drop: float | None = None
+    flips: int = 0  # decisions (at P = 0.5) that differ from FP32's
+    floor: dict[str, Any] | None = None  # the noise floor it was judged against (floor gate)
+    floor_ratio: float | None = None  # max_abs_dprob / the floor's max |ΔP|
     passed: bool = False
     reasons: list[str] = field(default_factory=list)
 
@@ -121,6 +149,9 @@ class GuardReport:
         s = f"agreement {self.agreement:.3f}, max|ΔP| {self.max_abs_dprob:.3f} (bound {self.bound_dprob:.3f})"
         if self.auc_drop is not None:
             s += f", AUC {self.fp32['auc']:.3f}→{self.int8['auc']:.3f}"
+        if self.floor is not None:
+            s += (f", {self.floor_ratio:.2f}x the noise floor {self.floor['max_abs_dprob']:.3f}, "
+                  f"{self.flips} flips (floor {self.floor['flips']})")
         return s + f" (n={self.n}, {self.data}{', weakly verified' if self.weakly_verified else ''})"
 
 
@@ -134,17 +165,28 @@ def evaluate(fp32_logits: np.ndarray, runner: Runner, x: np.ndarray, labels: np.
     p8 = sigmoid(np.asarray(logits).reshape(-1))
     b = gate.bound(np.abs(p8 - p32))
     rep = GuardReport(n=len(x), data=data, **agr, bound_dprob=b["bound"], bound=b,
-                      weakly_verified=len(x) < gate.min_verify_images)
+                      weakly_verified=len(x) < gate.min_verify_images, flips=int(np.sum((p8 >= 0.5) != (p32 >= 0.5))))
     if labels is not None:
         rep.fp32, rep.int8 = label_metrics(fp32_logits, labels), label_metrics(logits, labels)
         if rep.fp32["auc"] is not None:
             rep.auc_drop = rep.fp32["auc"] - rep.int8["auc"]
-    if rep.agreement < gate.min_agreement:
-        rep.reasons.append(f"agreement {rep.agreement:.3f} < {gate.min_agreement}")
-    if rep.bound_dprob > gate.max_dprob:
-        how = "" if b["method"] == "max" else \
-            f" ({b['method']} bound from max {rep.max_abs_dprob:.3f} on {rep.n} images)"
-        rep.reasons.append(f"max|ΔP| {rep.bound_dprob:.3f}{how} > {gate.max_dprob}")
+    if gate.uses_floor:
+        fl = gate.floor
+        if fl is None or fl.n != rep.n:
+            raise ValueError("the floor gate needs the noise floor measured on the same images (noise_floor)")
+        rep.floor, rep.floor_ratio = fl.to_dict(), round(fl.ratio(rep.max_abs_dprob), 4)
+        if rep.max_abs_dprob > fl.max_abs_dprob:
+            rep.reasons.append(f"max|ΔP| {rep.max_abs_dprob:.3f} > noise floor {fl.max_abs_dprob:.3f} "
+                               f"({rep.floor_ratio:.2f}x)")
+        if rep.flips > fl.flips:
+            rep.reasons.append(f"{rep.flips} flips > noise floor's {fl.flips}")
+    else:
+        if rep.agreement < gate.min_agreement:
+            rep.reasons.append(f"agreement {rep.agreement:.3f} < {gate.min_agreement}")
+        if rep.bound_dprob > gate.max_dprob:
+            how = "" if b["method"] == "max" else \
+                f" ({b['method']} bound from max {rep.max_abs_dprob:.3f} on {rep.n} images)"
+            rep.reasons.append(f"max|ΔP| {rep.bound_dprob:.3f}{how} > {gate.max_dprob}")
     if rep.auc_drop is not None and rep.auc_drop > gate.max_auc_drop:
         rep.reasons.append(f"AUC drop {rep.auc_drop:.4f} > {gate.max_auc_drop}")
     rep.passed = not rep.reasons
@@ -166,9 +208,22 @@ class GuardResult:
         return {"quantized_groups": self.plan.quantized, "float_groups": self.plan.float_groups,
                 "sensitivity": {g: round(v, 5) for g, v in self.plan.sensitivity.items()},
                 "guard": r.to_dict(), "guard_passed": r.passed,
-                "guard_max_dprob": self.gate.max_dprob, "guard_bound_dprob": round(r.bound_dprob, 6),
-                "guard_bound_method": self.gate.describe(), "guard_n": r.n,
-                "guard_weakly_verified": r.weakly_verified, "attempts": self.attempts}
+                **gate_info(self.gate), "guard_bound_dprob": round(r.bound_dprob, 6), "guard_n": r.n,
+                "guard_weakly_verified": r.weakly_verified, "guard_flips": r.flips,
+                **({"guard_floor_ratio": r.floor_ratio} if r.floor_ratio is not None else {}),
+                "attempts": self.attempts}
+
+
+def gate_info(gate: Gate) -> dict[str, Any]:
+    """The gate as the metadata records it: ``guard_gate`` (fixed | floor), ``guard_max_dprob``
+    (the |ΔP| it holds to: the number given, or the measured floor's) and the floor's figures."""
+    info: dict[str, Any] = {"guard_gate": FLOOR if gate.uses_floor else "fixed",
+                            "guard_max_dprob": round(gate.dprob_limit, 6), "guard_bound_method": gate.describe()}
+    if gate.uses_floor:
+        info.update(noise_floor_max_dprob=round(gate.floor.max_abs_dprob, 6), noise_floor_flips=gate.floor.flips,
+                    noise_floor_n=gate.floor.n, noise_floor_amplitude=gate.floor.amplitude,
+                    noise_floor_seeds=gate.floor.seeds)
+    return info
 
 
 def quantize_with_guard(model: torch.nn.Module, plan: QuantPlan, build: Callable[[QuantPlan, int], tuple[Runner, Any]],
@@ -177,8 +232,13 @@ def quantize_with_guard(model: torch.nn.Module, plan: QuantPlan, build: Callable
     """Build, judge, and on failure return the most sensitive quantized group to float; repeat.
 
     ``build(plan, attempt)`` must not overwrite earlier attempts' artifacts: the best one
-    (passing, else smallest |ΔP| bound) is returned, marked failing if none passed.
+    (passing, else smallest |ΔP| bound) is returned, marked failing if none passed. The floor
+    gate measures its floor on ``verify_x`` first when ``gate`` does not carry it yet.
     """
+    if gate.uses_floor and gate.floor is None:
+        gate = gate.with_floor(noise_floor(model, verify_x))
+    if gate.uses_floor and log:
+        log(f"  {gate.floor.describe()}")
     with torch.no_grad():
         ref = np.concatenate([model(torch.from_numpy(verify_x[i:i + 32])).numpy() for i in range(0, len(verify_x), 32)])
     attempts: list[dict[str, Any]] = []
@@ -188,13 +248,16 @@ def quantize_with_guard(model: torch.nn.Module, plan: QuantPlan, build: Callable
         rep = evaluate(ref, runner, verify_x, verify_labels, gate, verify_name)
         attempts.append({"quantized_groups": len(plan.quantized), "float_groups": list(plan.float_groups),
                          "agreement": rep.agreement, "max_abs_dprob": rep.max_abs_dprob,
-                         "bound_dprob": rep.bound_dprob, "auc_drop": rep.auc_drop, "passed": rep.passed})
+                         "bound_dprob": rep.bound_dprob, "auc_drop": rep.auc_drop, "flips": rep.flips,
+                         "floor_ratio": rep.floor_ratio, "passed": rep.passed})
         if log:
             log(f"  INT8 attempt {i + 1}: {len(plan.quantized)} groups int8 · {rep.summary()}"
                 + ("" if rep.passed else f" ✗ {'; '.join(rep.reasons)}"))
         cur = GuardResult(plan, rep, attempts, runner, artifact, gate)
+        key = rep.max_abs_dprob if gate.uses_floor else rep.bound_dprob  # what the gate judges
+        best_key = best and (best.report.max_abs_dprob if gate.uses_floor else best.report.bound_dprob)
         if best is None or (rep.passed and not best.report.passed) or \
-                (rep.passed == best.report.passed and rep.bound_dprob < best.report.bound_dprob):
+                (rep.passed == best.report.passed and key < best_key):
             best = cur
         if rep.passed or not plan.quantized:
             break

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UsageError
-from .guard import BOUND_HORIZON, BOUND_METHODS, MIN_VERIFY_IMAGES, Gate
+from .guard import BOUND_HORIZON, BOUND_METHODS, FLOOR, MIN_VERIFY_IMAGES, Gate
 from .sensitivity import KERNEL_ROOM
 
 
@@ -16,7 +16,9 @@ class Int8Options:
     calib_method: str | None = None  # None: the target's measured default
     min_agreement: float = 0.99  # gate: decisions equal to FP32 at the threshold
     max_auc_drop: float = 0.005  # gate: AUC drop vs FP32 (labelled verification data)
-    max_dprob: float = 0.05  # gate: on the bound of max |P(fake) INT8 - P(fake) FP32| for unseen images
+    #: gate: on the bound of max |P(fake) INT8 - P(fake) FP32| for unseen images; or "floor": the
+    #: artifact keeps decisions - max |ΔP| and flips within FP32's own noise floor (guard.Gate)
+    max_dprob: float | str = 0.05
     bound_method: str = "tail"  # how that bound comes from the verification images: tail | max (see guard)
     bound_horizon: int = BOUND_HORIZON  # tail: the bound is on the |ΔP| one unseen image in this many reaches
     min_verify_images: int = MIN_VERIFY_IMAGES  # fewer verification images: warned, "weakly verified"
@@ -27,6 +29,8 @@ class Int8Options:
     verify_data: Any = None  # folder / CSV / ImageSet, verified on *in addition to* every calibration image
 
     def __post_init__(self) -> None:
+        if isinstance(self.max_dprob, str) and self.max_dprob != FLOOR:
+            raise UsageError(f"--max-dprob {self.max_dprob!r}: use a number in [0, 1] or {FLOOR!r}")
         if self.bound_method not in BOUND_METHODS:
             raise UsageError(f"--bound-method {self.bound_method!r}: use one of {', '.join(BOUND_METHODS)}")
         if self.bound_horizon < 1 or self.min_verify_images < 0:
@@ -34,8 +38,12 @@ class Int8Options:
 
     @property
     def sensitivity_budget(self) -> float:
-        """``sensitivity_dprob``, or by default the gate with room left for the real kernels."""
-        return self.sensitivity_dprob if self.sensitivity_dprob is not None else self.max_dprob / KERNEL_ROOM
+        """``sensitivity_dprob``, or by default the gate with room left for the real kernels
+        (the floor gate: its measured floor, so call :meth:`plan_budget` with the measured gate)."""
+        return self.plan_budget(self.gate)
+
+    def plan_budget(self, gate: Gate) -> float:
+        return self.sensitivity_dprob if self.sensitivity_dprob is not None else gate.dprob_limit / KERNEL_ROOM
 
     @property
     def gate(self) -> Gate:

@@ -23,7 +23,8 @@ from ..model.weights import cache_dir
 from ..runtime.base import example_input, flat_metadata, graph_feed
 from ..runtime.coverage import Coverage
 from .calib import CalibrationSet
-from .guard import DPROB_FLOOR, Gate, quantize_with_guard
+from .floor import noise_floor
+from .guard import DPROB_FLOOR, Gate, gate_info, quantize_with_guard
 from .options import Int8Options
 from .sensitivity import QuantPlan, analyse
 
@@ -49,7 +50,8 @@ def plan_for(model: torch.nn.Module, calib: CalibrationSet, method: str, sensiti
     """Sensitivity plan, from the cache when weights, data, method, scheme and rule are unchanged.
 
     The plan's simulated |ΔP| is summarised by ``gate``'s bound for unseen images (the one
-    the guard applies to the real artifact), so its budget means the same thing."""
+    the guard applies to the real artifact; the floor gate: the max), so its budget means the
+    same thing."""
     from ..version import __version__
 
     gate = gate or Gate()
@@ -68,7 +70,8 @@ def plan_for(model: torch.nn.Module, calib: CalibrationSet, method: str, sensiti
     if log:
         log(f"  INT8 sensitivity analysis on {len(calib.calib)} calibration images ({method})...")
     plan = analyse(model, calib.calib.x, method=method, sensitivity_dprob=sensitivity_dprob,
-                   symmetric_act=symmetric_act, progress=log is not None, bound=lambda d: gate.bound(d)["bound"])
+                   symmetric_act=symmetric_act, progress=log is not None, bound=(lambda d: float(np.max(d))) if gate.uses_floor  # the floor gate judges the max
+                   else (lambda d: gate.bound(d)["bound"]))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -235,20 +238,22 @@ def run_int8(adapter: Int8Adapter, out: Path) -> Int8Result:
         raise CalibrationError(f"--calib-method {method} is not available for {adapter.target}: use "
                                + " or ".join(adapter.methods))
     log = job.log
+    vx, vy, vname = verify_set(job.calib, opts.verify_data, job.img_size)
+    gate = opts.gate
+    if gate.uses_floor:  # measured once, on the images the guard judges, before the plan needs it
+        gate = gate.with_floor(noise_floor(job.model, vx))
+    budget = opts.plan_budget(gate)
     if adapter.uses_plan:
-        plan, cache_info = plan_for(job.model, job.calib, method, opts.sensitivity_budget,
-                                    symmetric_act=adapter.symmetric_act, log=log, gate=opts.gate)
+        plan, cache_info = plan_for(job.model, job.calib, method, budget,
+                                    symmetric_act=adapter.symmetric_act, log=log, gate=gate)
         plan = adapter.restrict(plan)
     else:
         plan, cache_info = QuantPlan.whole(method, "backend"), {}
-    vx, vy, vname = verify_set(job.calib, opts.verify_data, job.img_size)
-    gate = opts.gate
     # the gate and how it is applied are known before any build: builds that embed their
     # metadata up front (ExecuTorch) carry them too, so msvit-bench can read every artifact's gate
     base_info = {"int8_method": int8_method(adapter, method), **adapter.describe(method), "calib_method": method,
-                 **job.calib.describe(),
-                 "guard_max_dprob": gate.max_dprob, "guard_bound_method": gate.describe(),
-                 **({"sensitivity_dprob": round(opts.sensitivity_budget, 6)} if adapter.uses_plan else {})}
+                 **job.calib.describe(), **gate_info(gate),
+                 **({"sensitivity_dprob": round(budget, 6)} if adapter.uses_plan else {})}
     adapter.base_info = base_info  # builds that embed metadata themselves (ExecuTorch) read it
     attempts_root = job.work_dir / "int8-attempts"
 

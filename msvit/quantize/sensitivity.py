@@ -228,3 +228,23 @@ def analyse(model: nn.Module, calib_x: np.ndarray, method: str = "minmax", sensi
                      sensitivity_dprob=sensitivity_dprob,
                      scheme="symmetric-act" if symmetric_act else "asymmetric-act", method=method, layers=layers,
                      sim_bound_dprob=best[0])
+
+
+@torch.no_grad()
+def layer_macs(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
+    """Multiply-adds of each Conv2d/Linear in one forward of ``x[:1]`` (one image)."""
+    macs: dict[str, int] = {}
+
+    def hook(name):
+        def fn(mod, inp, out):
+            # each output element costs one weight row: in/groups*kh*kw (conv) or in_features (linear)
+            macs[name] = macs.get(name, 0) + out.numel() * mod.weight[0].numel()
+        return fn
+
+    hs = [m.register_forward_hook(hook(n)) for n, m in quantizable_layers(model).items()]
+    try:
+        model(x[:1])
+    finally:
+        for h in hs:
+            h.remove()
+    return macs
