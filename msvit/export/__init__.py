@@ -18,7 +18,8 @@ from ..errors import CalibrationError, ExportError
 from ..quantize import Int8Options
 from .core import ExportContext, ExportOptions, ExportResult, TargetOutput, build_metadata, run_export
 from .graph import INPUT_KINDS, image_metadata
-from .targets import PRECISIONS, TARGETS, Target, get_target
+from ..runtime.precision import require_execution
+from .targets import PRECISIONS, TARGETS, Target, exec_precision, get_target
 from .validate import ParityReport, compare
 
 __all__ = [
@@ -54,6 +55,11 @@ def check_request(t: Target, precision: str, calib_given: bool) -> None:
     if precision not in t.precisions:
         raise ExportError(f"precision {precision!r} is not available for {t.name}; "
                           f"choose one of: {', '.join(t.precisions)}")
+    ex = exec_precision(t.name, precision)
+    if ex != "fp32" and t.runs_on == "any" and not t.missing_packages():
+        # it would be verified here: a precision this host cannot execute is said now, before any
+        # work (exit 3), never exported and checked in a silent fp32
+        require_execution(t.name, ex)
     if precision == "int8" and not calib_given:
         raise CalibrationError("--precision int8 needs calibration images: pass --calib-data DIR "
                                "(a folder of face crops; real/ and fake/ subfolders enable the accuracy guard)")
