@@ -19,7 +19,7 @@ from ..quantize import Int8Options
 from .core import ExportContext, ExportOptions, ExportResult, TargetOutput, build_metadata, run_export
 from .graph import INPUT_KINDS, image_metadata
 from ..runtime.precision import require_execution
-from .targets import PRECISIONS, TARGETS, Target, exec_precision, get_target
+from .targets import AUTO, PRECISIONS, TARGETS, Target, exec_precision, get_target
 from .validate import ParityReport, compare
 
 __all__ = [
@@ -94,6 +94,9 @@ def export(
     options: ExportOptions | None = None,
     log: Callable[[str], None] | None = print,
     strict: bool = True,
+    device_class: str = "host",
+    stem: str | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> ExportResult:
     """Export ``model`` to one target, verify it against PyTorch, return an :class:`ExportResult`.
 
@@ -101,9 +104,20 @@ def export(
     8 built-in synthetic images); ``calib``: a :class:`~msvit.quantize.CalibrationSet` for int8.
     ``strict=True`` raises the typed :class:`~msvit.errors.MsvitError` on failure;
     ``strict=False`` returns a result whose ``status`` says what happened.
+    ``precision="auto"``: the fastest guarded assignment measured here (``device_class="phone"``:
+    the largest int8 share, untimed), see :mod:`msvit.export.auto`. ``stem`` / ``metadata``
+    replace the artifact's name stem / add to its embedded metadata (``exec_precision`` included).
     """
     t = get_target(target)
     precision = precision or t.default_precision
+    if precision == AUTO:
+        from .auto import check_auto, export_auto
+
+        check_auto(t.name, device_class)
+        res = export_auto(model, t.name, out_dir, device_class=device_class, calib=calib, log=log, export_fn=export,
+                          batch=batch, dynamic_batch=dynamic_batch, opset=opset, verify_data=verify_data,
+                          options=options)
+        return res
     check_request(t, precision, calib_given=calib is not None)
     if batch < 1:
         raise ExportError(f"--batch must be >= 1, got {batch}")
@@ -114,8 +128,8 @@ def export(
     options = options or ExportOptions()
     check_input(t, precision, options.input)
     model.eval()
-    meta = build_metadata(model, t, precision, batch, dynamic_batch)
-    stem = artifact_stem(model, precision, batch, dynamic_batch, options.input)
+    meta = build_metadata(model, t, precision, batch, dynamic_batch, extra=metadata)
+    stem = stem or artifact_stem(model, precision, batch, dynamic_batch, options.input)
     if options.input == "image":
         meta.update(image_metadata(int(getattr(model, "img_size", 224)), "N" if dynamic_batch else str(batch)))
     ctx = ExportContext(model=model, target=t, precision=precision, out_dir=Path(out_dir), stem=stem, batch=batch,

@@ -294,7 +294,9 @@ def _verify(ctx: ExportContext, out: TargetOutput, verify: ImageSet, res: "Expor
     with session, torch.no_grad():
         ref = ctx.model(torch.from_numpy(verify.x)).numpy()
         got = session.run(verify.x)
-        if ctx.metadata.get("exec_precision") in ("fp16", "bf16") and ctx.precision in ("fp16", "bf16"):
+        ex = ctx.metadata.get("exec_precision")
+        if ex in ("fp16", "bf16") and (ctx.precision in ("fp16", "bf16") or ex != exec_precision(ctx.target.name,
+                                                                                                   ctx.precision)):
             out.failed = out.failed or _float_guard(ctx, session, verify, res)
     atol = out.atol if out.atol is not None else DEFAULT_ATOL.get(ctx.precision)
     res.parity = compare(ref, got, atol, data=verify.description)
