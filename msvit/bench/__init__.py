@@ -69,6 +69,8 @@ class BenchRow:
     spread_pct: float | None = None  # interquartile range of block medians / their median, batch 1
     input_kind: str = "tensor"  # image: the artifact takes letterboxed uint8 NHWC pixels (--input image)
     int8_mac_share: float | None = None  # INT8 artifacts: share of MACs its graph runs in int8 (metadata)
+    exec_precision: str | None = None  # the float arithmetic the runtime executed (the artifact's exec_precision)
+    precision_choice: str | None = None  # "auto": msvit-export --precision auto chose the precision
     speedup: float | None = None  # torch eager / this, median of per-round block ratios, batch 1
     memory_peak_mb: float | None = None
     memory_method: str | None = None
@@ -439,6 +441,10 @@ def _evaluate_row(c: Candidate, x_eval: np.ndarray, ref: np.ndarray, labels: np.
         row.max_abs_dlogit = float(acc.max_abs_dlogit)
     share = (c.s1 or c.sn).metadata.get("int8_mac_share") if row.target != "torch" else None
     row.int8_mac_share = float(share) if share is not None else None
+    if row.target != "torch":
+        sess = c.s1 or c.sn
+        row.exec_precision = sess.exec_precision
+        row.precision_choice = sess.metadata.get("precision_choice") or None
     main = c.a1 or c.an
     if main is not None and main.status == "failed" and row.status == "ok":
         row.status, row.icon, row.note = "failed", "❎", main.message
