@@ -26,6 +26,11 @@ def test_auto_picks_the_fastest_passing_assignment_with_injected_timings():
     # all reduced candidates fail: the fp32 baseline stays
     ch = choose(cands, lambda c: c.name == "fp32", timing)
     assert ch.best.candidate.name == "fp32" and ch.speedup == pytest.approx(1.0)
+    # a tie within timing noise is no reason to give up accuracy: the earlier candidate stays
+    ms.update({"bf16": 9.9, "int8": 9.8})
+    assert choose(cands, lambda c: passes[c.name], timing).best.candidate.name == "fp32"
+    ms.update({"int8": 9.0})
+    assert choose(cands, lambda c: passes[c.name], timing).best.candidate.name == "int8"
     # the baseline is kept even when its own guard says no: it is what the model is
     assert choose(cands[:1], lambda c: False, timing).best.candidate.name == "fp32"
 
@@ -157,3 +162,19 @@ def test_fp16_onnx_reloads_with_its_recorded_precision_and_is_guarded(demo_model
         assert s.exec_precision == "fp16" and s.metadata["precision"] == "fp16"
     card = r.card.read_text()
     assert "**fp16**" in card and "fp16 types" in card
+
+
+@pytest.mark.slow
+def test_executorch_fp16_runs_xnnpack_fp16_and_reloads_with_its_precision(demo_model, tmp_path):
+    pytest.importorskip("executorch")
+    from msvit import runtime
+    from msvit.export import export
+    from msvit.runtime.precision import can_execute
+
+    if not can_execute("executorch", "fp16")[0]:
+        pytest.skip("this CPU has no F16C / fp16")
+    r = export(demo_model, "executorch", "fp16", tmp_path, log=None)
+    assert r.ok and r.extra["guard_passed"], r.message
+    assert 0 < r.parity.max_abs_dlogit <= 1e-2  # fp16 arithmetic ran: not bit-equal to fp32, within budget
+    with runtime.load(r.path) as s:
+        assert s.exec_precision == "fp16" and s.metadata["precision"] == "fp16"

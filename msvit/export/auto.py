@@ -75,14 +75,20 @@ class AutoChoice(Generic[C]):
         return self.baseline.ms / self.best.ms
 
 
+#: a later (less exact) candidate must beat an earlier one by more than this to be chosen:
+#: timings on a shared CPU wobble by a few percent, and a tie is no reason to give up accuracy
+MIN_GAIN = 0.03
+
+
 def choose(candidates: Sequence[C], guard: Callable[[C], bool], timing: Callable[[Sequence[C]], list[float]] | None,
-           share: Callable[[C], float] | None = None) -> AutoChoice:
+           share: Callable[[C], float] | None = None, min_gain: float = MIN_GAIN) -> AutoChoice:
     """The fastest candidate that passes ``guard``.
 
-    ``candidates[0]`` is the baseline (fp32); it is kept even if its guard fails (it is what
-    the model is). ``timing(passing)`` returns one latency per passing candidate (one call:
-    the real one times them interleaved). Without ``timing`` (a device not timed here) the
-    passing candidate with the largest ``share`` wins; ties go to the earlier candidate."""
+    ``candidates`` go from the most exact to the least (fp32 first: the baseline, kept even
+    if its guard fails, it is what the model is). ``timing(passing)`` returns one latency per
+    passing candidate (one call: the real one times them interleaved); the earliest passing
+    candidate within ``min_gain`` of the fastest wins. Without ``timing`` (a device not timed
+    here) the passing candidate with the largest ``share`` wins; ties go to the earlier one."""
     if not candidates:
         raise ValueError("no candidates")
     trials = [Trial(c, bool(guard(c)) or i == 0) for i, c in enumerate(candidates)]
@@ -93,7 +99,8 @@ def choose(candidates: Sequence[C], guard: Callable[[C], bool], timing: Callable
     if timing is not None:
         for t, ms in zip(passing, timing([t.candidate for t in passing])):
             t.ms = float(ms)
-        best = min(passing, key=lambda t: (t.ms, passing.index(t)))
+        fastest = min(t.ms for t in passing)
+        best = next(t for t in passing if t.ms <= fastest * (1 + min_gain))
     else:
         if share is None:
             raise ValueError("untimed choice needs share()")
@@ -116,8 +123,8 @@ def candidates_for(target: str, device_class: str, calib_given: bool) -> tuple[l
         else:
             out.append(Candidate("int8"))
             if device_class == "host" and target == "openvino":
-                ok, why = can_execute(target, "bf16")
-                (out.append(Candidate("int8", "bf16")) if ok else skipped.append(f"int8+bf16: {why}"))
+                ok, _ = can_execute(target, "bf16")
+                (out.append(Candidate("int8", "bf16")) if ok else skipped.append("int8+bf16: as bf16"))
     return out, skipped
 
 
@@ -184,7 +191,8 @@ def export_auto(model: Any, target: str, out_dir: str | Path, *, device_class: s
     manifest: every candidate's guard figures and ms, the speed-up over FP32)."""
     from ..fileio import make_temp_dir
     from . import artifact_stem
-    from .core import publish, write_json_atomic
+    from ..errors import OutputExistsError
+    from .core import existing_outputs, publish, write_json_atomic
     from .card import card_markdown
 
     import json
@@ -252,6 +260,10 @@ def export_auto(model: Any, target: str, out_dir: str | Path, *, device_class: s
             card_markdown(best.path.name, doc["metadata"], doc["result"]))
         staged = [staged_dir / Path(f).name for f in doc["result"]["files"]] + [manifest,
                                                                                 staged_dir / f"{best.path.name}.md"]
+        taken = existing_outputs(out_dir, [f.name for f in staged])
+        if taken and options is not None and not options.overwrite:
+            raise OutputExistsError(f"{', '.join(p.name for p in taken)} already exist(s) in {out_dir}: pass "
+                                    "--overwrite to replace (nothing was published)")
         publish(staged, out_dir)
         best.path = out_dir / best.path.name
         best.files = [out_dir / Path(f).name for f in doc["result"]["files"]]

@@ -80,7 +80,7 @@ TARGETS: dict[str, Target] = {
         # fp16: fp16-compressed weights, executed in f32; bf16: executed in bf16 (AVX512-BF16/AMX)
         Target("openvino", "OpenVINO IR", ".xml", ("fp32", "fp16", "bf16", "int8"), "fp32",
                ("openvino",), "openvino"),
-        Target("executorch", "ExecuTorch", ".pte", ("fp32", "int8"), "fp32",
+        Target("executorch", "ExecuTorch", ".pte", ("fp32", "fp16", "int8"), "fp32",
                ("executorch",), "executorch"),
         # ONNX Runtime Mobile: the verified ONNX as .ort + the reduced-operator build config
         Target("ort", "ONNX Runtime Mobile", ".ort", ("fp32", "int8"), "fp32",

@@ -48,6 +48,13 @@ def can_execute(fmt: str, precision: str) -> tuple[bool, str]:
             return True, ""
         return False, (f"OpenVINO {precision} needs {_OV_NEEDS[precision]}: this CPU has {cpu_vector_summary()} "
                        f"(OpenVINO's CPU plugin offers {', '.join(caps)})")
+    if fmt == "executorch" and precision == "fp16":
+        from ..cpu import cpu_flags
+
+        flags = cpu_flags()
+        if not flags or flags & {"f16c", "fphp", "asimdhp"}:  # flags unknown (not Linux): let XNNPACK say
+            return True, ""
+        return False, f"XNNPACK fp16 needs F16C (x86) or ARMv8.2 fp16: this CPU has {cpu_vector_summary()}"
     if fmt in ("onnx", "coreml", "trt") and precision == "fp16":
         return True, ""  # the graph's own fp16 types (onnxruntime: fp16 kernels, or casts around fp32 ones)
     return False, f"{fmt} artifacts do not execute {precision} in msvit"
