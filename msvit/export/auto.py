@@ -17,6 +17,7 @@ inject timings; :func:`export_auto` wires it to real exports.
 """
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import dataclass, field, replace
@@ -189,13 +190,11 @@ def export_auto(model: Any, target: str, out_dir: str | Path, *, device_class: s
     """Build every candidate in a private folder, judge, time, publish the winner as
     ``<stem>_auto`` with its choice recorded (metadata: ``precision_choice``, ``precision_assignment``;
     manifest: every candidate's guard figures and ms, the speed-up over FP32)."""
+    from ..errors import OutputExistsError
     from ..fileio import make_temp_dir
     from . import artifact_stem
-    from ..errors import OutputExistsError
-    from .core import existing_outputs, publish, write_json_atomic
     from .card import card_markdown
-
-    import json
+    from .core import existing_outputs, publish, write_json_atomic
 
     check_auto(target, device_class)
     out_dir = Path(out_dir)
@@ -216,7 +215,7 @@ def export_auto(model: Any, target: str, out_dir: str | Path, *, device_class: s
             meta = {"precision_choice": "auto", "device_class": device_class, "exec_precision": c.exec_precision,
                     "precision_assignment": c.name}
             try:
-                results[c] = export_fn(model, target, c.precision, d, calib=calib if c.precision == "int8" else None,
+                results[c] = export_fn(model, target, c.precision, d, calib=calib,
                                        options=opts, log=log, strict=False, stem=stem, metadata=meta, **kw)
             except ExportError as e:  # a candidate that cannot be built is a failed candidate
                 if log:
@@ -226,13 +225,15 @@ def export_auto(model: Any, target: str, out_dir: str | Path, *, device_class: s
             r = results.get(c)
             return r is not None and r.ok
 
-        timing = None
-        if device_class == "host":
-            def timing(cs: Sequence[Candidate]) -> list[float]:
-                if log:
-                    log(f"  auto: timing {', '.join(c.name for c in cs)} interleaved ({threads} threads, batch 1)")
-                return time_sessions([results[c].path.with_name(results[c].path.name) for c in cs], threads)
-        choice = choose(cands, guard, timing, share=lambda c: _fast_share(results.get(c)))
+        def timing(cs: Sequence[Candidate]) -> list[float]:
+            if log:
+                log(f"  auto: timing {', '.join(c.name for c in cs)} interleaved ({threads} threads, batch 1)")
+            return time_sessions([results[c].path for c in cs], threads)
+
+        if Candidate("fp32") not in results:
+            raise ExportError(f"auto {target}: the fp32 baseline could not be built (see the lines above)")
+        choice = choose(cands, guard, timing if device_class == "host" else None,
+                        share=lambda c: _fast_share(results.get(c)))
         best = results.get(choice.best.candidate)
         if best is None or best.path is None:
             raise ExportError(f"auto {target}: no candidate could be built (see the lines above)")
@@ -246,6 +247,9 @@ def export_auto(model: Any, target: str, out_dir: str | Path, *, device_class: s
                             "int8_mac_share": _fast_share(results.get(t.candidate)) if t.passed else None,
                             "guard": _summary(results.get(t.candidate))} for t in choice.trials],
         }
+        ex = choice.best.candidate.exec_precision
+        record["groups"] = {**{g: ex for g in best.extra.get("float_groups", [])},
+                            **{g: "int8" for g in best.extra.get("quantized_groups", [])}} or {"all": ex}
         if not choice.timed:
             record["note"] = (f"not timed: the artifact is for a {device_class}; chosen for the largest share of "
                               "MACs in int8 under the guard")
@@ -284,7 +288,11 @@ def auto_line(record: dict[str, Any]) -> str:
             + ("" if record["timed"] else f" ({record.get('note')})"))
     parts = [f"{c['assignment']} {'✓' if c['passed'] else '✗'}" + (f" {c['ms']:.2f} ms" if c["ms"] else "")
              for c in record["candidates"]]
-    return head + " · " + ", ".join(parts)
+    groups = record.get("groups", {})
+    int8 = [g for g, p in groups.items() if p == "int8"]
+    assign = (f"; int8: {', '.join(int8)}; rest {next((p for p in groups.values() if p != 'int8'), 'fp32')}"
+              if int8 else "")
+    return head + " · " + ", ".join(parts) + assign
 
 
 __all__ = ["AUTO_TARGETS", "AutoChoice", "Candidate", "DEVICE_CLASSES", "Trial", "auto_line", "candidates_for",

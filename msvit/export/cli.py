@@ -262,14 +262,15 @@ def _run(args: argparse.Namespace) -> int:
     model = create_model(args.model, weights=args.weights, pretrained=bool(args.pretrained),
                          dataset=args.pretrained or "celeb_df_v2", attn_mode=args.attn_mode)
     calib = None
-    if args.calib_data and any(prec in ("int8", AUTO) for _, prec in plan):
+    if args.calib_data and any(prec in ("int8", AUTO, "bf16", "fp16") for _, prec in plan):
+        # bf16/fp16 execution is judged by the guard on the same images as int8
         from ..quantize.calib import load_calibration
 
         calib = load_calibration(args.calib_data, model.img_size, args.calib_size)
         _say_skipped(calib.skipped, args.calib_data, "(calibration)")
     elif args.calib_data:
-        print(f"⚠️  --calib-data {args.calib_data} is not used: no INT8 export was asked for "
-              "(add --precision int8)", file=sys.stderr)
+        print(f"⚠️  --calib-data {args.calib_data} is not used: no guarded export (int8, auto, bf16, fp16) "
+              "was asked for", file=sys.stderr)
     verify = resolve_data(args.verify_data, model.img_size)  # read once, for every target
     _say_skipped(verify.skipped, args.verify_data, "(verification)")
     int8 = Int8Options(calib_method=args.calib_method, min_agreement=args.min_agreement,
