@@ -29,15 +29,39 @@ def cpu_name() -> str:
 
 def cpu_int8_features(cpuinfo: str | None = None) -> list[str]:
     """The INT8_FEATURES this CPU reports (Linux /proc/cpuinfo flags / Features); [] elsewhere."""
+    flags = cpu_flags(cpuinfo)
+    return [f for f in INT8_FEATURES if f in flags]
+
+
+#: CPU features that reduced-float kernels need to execute bf16 / fp16 arithmetic (not just
+#: convert it: F16C only converts, so fp16 there is storage, computed in fp32).
+FLOAT16_FEATURES = ("avx512_bf16", "amx_bf16", "avx512_fp16", "amx_fp16", "f16c", "fphp", "asimdhp", "bf16")
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """Every flag this CPU reports (Linux /proc/cpuinfo flags / Features); empty elsewhere."""
     if cpuinfo is None:
         try:
             with open("/proc/cpuinfo") as f:
                 cpuinfo = f.read()
         except OSError:
-            return []
+            return set()
     flags: set[str] = set()
     for line in cpuinfo.splitlines():
         key, _, val = line.partition(":")
         if key.strip().lower() in ("flags", "features"):
             flags.update(val.split())
-    return [f for f in INT8_FEATURES if f in flags]
+    return flags
+
+
+def cpu_float16_features(cpuinfo: str | None = None) -> list[str]:
+    """The FLOAT16_FEATURES this CPU reports ([] where /proc/cpuinfo is absent)."""
+    flags = cpu_flags(cpuinfo)
+    return [f for f in FLOAT16_FEATURES if f in flags]
+
+
+def cpu_vector_summary(cpuinfo: str | None = None) -> str:
+    """"avx2 fma f16c" style: the flags that decide int8/bf16/fp16 speed, printed beside timings."""
+    flags = cpu_flags(cpuinfo)
+    keys = ("avx2", "fma", "avx512f", *INT8_FEATURES, *FLOAT16_FEATURES)
+    return " ".join(k for k in dict.fromkeys(keys) if k in flags) or "unknown"

@@ -33,8 +33,12 @@ def evaluate_row(c: Candidate, x_eval: np.ndarray, ref: np.ndarray, labels: np.n
         setattr(row, k, None if v is None else round(float(v), 6 if k.startswith(("max", "mean")) else 5))
     if row.target != "torch":
         row.max_abs_dlogit = float(acc.max_abs_dlogit)
-    share = (c.s1 or c.sn).metadata.get("int8_mac_share") if row.target != "torch" else None
-    row.int8_mac_share = float(share) if share is not None else None
+    if row.target != "torch":
+        sess = c.s1 or c.sn
+        share = sess.metadata.get("int8_mac_share")
+        row.int8_mac_share = float(share) if share is not None else None
+        row.exec_precision = sess.exec_precision
+        row.precision_choice = sess.metadata.get("precision_choice") or None
     main = c.a1 or c.an
     if main is not None and main.status == "failed" and row.status == "ok":
         row.fail(main.message)

@@ -44,6 +44,10 @@ def cells(rep: BenchReport, r: BenchRow, wide: bool = True) -> list[str]:
     n = rep.settings.get("batch", 1)
     L, LB = r.latency or {}, r.latency_batch or {}
     prec = r.precision + (f" {100 * r.int8_mac_share:.0f}%" if r.int8_mac_share is not None else "")
+    if r.exec_precision and r.exec_precision != r.precision:
+        prec += f"/{r.exec_precision}"  # what the runtime executed the float ops in
+    if r.precision_choice:
+        prec += f" {r.precision_choice}"
     v = {"": r.icon, "format": r.name, "prec": prec, "dev": r.device, "MB": _f(r.size_mb, ".1f"),
          "p50 ms": _f(L.get("p50_ms")), "p90 ms": _f(L.get("p90_ms")), "p99 ms": _f(L.get("p99_ms")),
          "std": _f(L.get("std_ms")), "±%": _f(r.spread_pct, ".0f"), "img/s": _f(L.get("throughput"), ".1f"),
@@ -118,6 +122,8 @@ def print_table(rep: BenchReport, console: Any = None, wide: bool = False) -> No
         con.print(pipeline_table(rep, wide))
     if any(r.int8_mac_share is not None for r in rep.rows):
         con.print("int8 N% = share of the multiply-adds the artifact runs in int8 (read off its graph)")
+    if any(r.exec_precision and r.exec_precision != r.precision for r in rep.rows):
+        con.print("prec/X = the artifact's execution precision: its float ops run in X (exec_precision)")
     con.print("±% = interquartile range of block medians; speed-up = PyTorch eager / row, per round of the interleaved run; "
               "RT = p99 within the real-time budget", style="dim", highlight=False)
 

@@ -28,6 +28,8 @@ class BenchRow:
     spread_pct: float | None = None  # interquartile range of block medians / their median, batch 1
     input_kind: str = "tensor"  # image: the artifact takes letterboxed uint8 NHWC pixels (--input image)
     int8_mac_share: float | None = None  # INT8 artifacts: share of MACs its graph runs in int8 (metadata)
+    exec_precision: str | None = None  # the float arithmetic the runtime executed (the artifact's exec_precision)
+    precision_choice: str | None = None  # "auto": msvit-export --precision auto chose the precision
     speedup: float | None = None  # torch eager / this, median of per-round block ratios, batch 1
     memory_peak_mb: float | None = None
     memory_method: str | None = None

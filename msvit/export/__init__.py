@@ -18,8 +18,9 @@ from ..errors import CalibrationError, ExportError
 from ..model.info import model_info
 from ..quantize import Int8Options
 from .core import ExportContext, ExportOptions, ExportResult, TargetOutput, build_metadata, run_export
+from ..runtime.precision import require_execution
 from .graph import INPUT_KINDS, explain_metadata, image_metadata, output_names
-from .targets import PRECISIONS, TARGETS, Target, get_target
+from .targets import AUTO, PRECISIONS, TARGETS, Target, exec_precision, get_target
 from .validate import ParityReport, compare
 
 __all__ = [
@@ -56,6 +57,11 @@ def check_request(t: Target, precision: str, calib_given: bool) -> None:
     if precision not in t.precisions:
         raise ExportError(f"precision {precision!r} is not available for {t.name}; "
                           f"choose one of: {', '.join(t.precisions)}")
+    ex = exec_precision(t.name, precision)
+    if ex != "fp32" and t.runs_on == "any" and not t.missing_packages():
+        # it would be verified here: a precision this host cannot execute is said now, before any
+        # work (exit 3), never exported and checked in a silent fp32
+        require_execution(t.name, ex)
     if precision == "int8" and not calib_given:
         raise CalibrationError("--precision int8 needs calibration images: pass --calib-data DIR "
                                "(a folder of face crops; real/ and fake/ subfolders enable the accuracy guard)")
@@ -102,6 +108,9 @@ def export(
     options: ExportOptions | None = None,
     log: Callable[[str], None] | None = print,
     strict: bool = True,
+    device_class: str = "host",
+    stem: str | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> ExportResult:
     """Export ``model`` to one target, verify it against PyTorch, return an :class:`ExportResult`.
 
@@ -109,9 +118,20 @@ def export(
     8 built-in synthetic images); ``calib``: a :class:`~msvit.quantize.CalibrationSet` for int8.
     ``strict=True`` raises the typed :class:`~msvit.errors.MsvitError` on failure;
     ``strict=False`` returns a result whose ``status`` says what happened.
+    ``precision="auto"``: the fastest guarded assignment measured here (``device_class="phone"``:
+    the largest int8 share, untimed), see :mod:`msvit.export.auto`. ``stem`` / ``metadata``
+    replace the artifact's name stem / add to its embedded metadata (``exec_precision`` included).
     """
     t = get_target(target)
     precision = precision or t.default_precision
+    if precision == AUTO:
+        from .auto import check_auto, export_auto
+
+        check_auto(t.name, device_class)
+        res = export_auto(model, t.name, out_dir, device_class=device_class, calib=calib, log=log, export_fn=export,
+                          batch=batch, dynamic_batch=dynamic_batch, opset=opset, verify_data=verify_data,
+                          options=options)
+        return res
     check_request(t, precision, calib_given=calib is not None)
     if batch < 1:
         raise ExportError(f"--batch must be >= 1, got {batch}")
@@ -124,8 +144,8 @@ def export(
     if options.explain_outputs:
         check_explain(t, precision)
     model.eval()
-    meta = build_metadata(model, t, precision, batch, dynamic_batch)
-    stem = artifact_stem(model, precision, batch, dynamic_batch, options.input, options.explain_outputs)
+    meta = build_metadata(model, t, precision, batch, dynamic_batch, extra=metadata)
+    stem = stem or artifact_stem(model, precision, batch, dynamic_batch, options.input, options.explain_outputs)
     if options.input == "image":
         meta.update(image_metadata(model_info(model).img_size, "N" if dynamic_batch else str(batch)))
     if options.explain_outputs:

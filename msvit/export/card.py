@@ -6,24 +6,34 @@ from __future__ import annotations
 from typing import Any
 
 from ..runtime.meta import ArtifactMeta
+from ..runtime.precision import OV_HINTS, exec_precision_of as exec_of
+
+EXEC_NOTES = {
+    "fp32": "every float op in fp32 (OpenVINO: `INFERENCE_PRECISION_HINT` f32, as its bf16 default on "
+            "AVX512-BF16/AMX CPUs would change the numerics; Core ML: CPU only, the GPU and Neural Engine "
+            "compute in fp16; onnxruntime, ExecuTorch and LiteRT on the CPU run the graph's own types).",
+    "fp16": "float ops in fp16.",
+    "bf16": "float ops in bf16 (OpenVINO `INFERENCE_PRECISION_HINT` bf16: AVX512-BF16/AMX CPUs).",
+}
 
 SNIPPETS = {
     "onnx": ("Python (onnxruntime)", """import onnxruntime as ort
-s = ort.InferenceSession("{file}")
+s = ort.InferenceSession("{file}")  # CPU: the graph's own {exec} types, no precision option to set
 out = s.run(None, {{"{name}": x}})  # x: {dtype} {shape}
 """, "Android: `OrtSession.run(mapOf(\"{name}\" to OnnxTensor.createTensor(env, buffer, shape)))`; "
      "iOS: `ORTSession.run(withInputs: [\"{name}\": tensor], outputNames: [...])`"),
     "ort": ("Python (onnxruntime)", """import onnxruntime as ort
-s = ort.InferenceSession("{file}")
+s = ort.InferenceSession("{file}")  # CPU: the graph's own {exec} types, no precision option to set
 out = s.run(None, {{"{name}": x}})  # x: {dtype} {shape}
 """, "ONNX Runtime Mobile (Android AAR / iOS pod, or a reduced build from the .config beside it): "
      "`OrtSession.run(...)` as for ONNX"),
     "openvino": ("Python (OpenVINO)", """import openvino as ov
-m = ov.Core().compile_model("{file}", "CPU")
+m = ov.Core().compile_model("{file}", "CPU", {{"INFERENCE_PRECISION_HINT": "{ov_hint}"}})
 out = m({{0: x}})  # x: {dtype} {shape}
-""", "C++: `ov::Core().compile_model(\"{file}\", \"CPU\").create_infer_request()`"),
+""", "C++: `ov::Core().compile_model(\"{file}\", \"CPU\", ov::hint::inference_precision(ov::element::{ov_hint}))"
+     ".create_infer_request()`"),
     "executorch": ("Python (executorch.runtime)", """from executorch.runtime import Runtime
-m = Runtime.get().load_program("{file}").load_method("forward")
+m = Runtime.get().load_program("{file}").load_method("forward")  # XNNPACK: the program's {exec} types
 out = m.execute([torch.from_numpy(x)])  # x: {dtype} {shape}
 """, "Android: `Module.load(path).forward(EValue.from(tensor))`; iOS: `Module(filePath:).forward(...)`"),
     "torchscript": ("Python (lite interpreter)", """from torch.jit.mobile import _load_for_lite_interpreter
@@ -33,13 +43,15 @@ out = m(torch.from_numpy(x))  # x: {dtype} {shape}
     "litert": ("Python (ai-edge-litert)", """from ai_edge_litert.interpreter import Interpreter
 it = Interpreter("{file}"); run = it.get_signature_runner("serving_default")
 out = run({name}=x)  # x: {dtype} {shape}
-""", "Android: `Interpreter(file).runSignature(mapOf(\"{name}\" to x), outputs)`; "
-     "iOS: `Interpreter(modelPath:)` + `copy(_:toInputAt:)` / `invoke()`"),
+""", "Android: `Interpreter(file, Interpreter.Options())` (CPU/XNNPACK: {exec}; a GPU delegate needs "
+     "`GpuDelegateFactory.Options().setPrecisionLossAllowed({gpu_loss})`) + `runSignature(mapOf(\"{name}\" to x), "
+     "outputs)`; iOS: `Interpreter(modelPath:)` + `copy(_:toInputAt:)` / `invoke()`"),
     "trt": ("Python (msvit)", """from msvit.runtime import load
 out = load("{file}").run(x)  # x: {dtype} {shape}
 """, "C++: `IRuntime::deserializeCudaEngine` after skipping msvit's JSON header (see README)"),
     "coreml": ("Swift (Core ML)", """let url = Bundle.main.url(forResource: "{file}", withExtension: nil)!  // compiled to .mlmodelc by Xcode
-let model = try MLModel(contentsOf: url)
+let config = MLModelConfiguration(); config.computeUnits = {compute_units}  // {exec}: what msvit verified
+let model = try MLModel(contentsOf: url, configuration: config)
 let out = try model.prediction(from: input)  // input "{name}": CVPixelBuffer {shape}
 """, "Vision: `VNCoreMLRequest(model: VNCoreMLModel(for: model))`"),
 }
@@ -82,15 +94,20 @@ def card_markdown(file: str, meta: dict[str, str], result: dict[str, Any] | None
         + (f"; calibrated on {meta['calib_size']} images ({meta.get('calib_method', '?')}, sha256 "
            f"{_get(meta, 'calib_sha256')[:16]}…)" if meta.get("calib_size") else "") + ".",
     ]
+    ex = exec_of(meta)
+    lines.append(f"- Execution precision: **{ex}** (`exec_precision`): {EXEC_NOTES.get(ex, '')} The snippets "
+                 "below set it; other settings run numerics msvit did not verify.")
     if result and result.get("parity"):
         p = result["parity"]
         lines.append(f"- Verified against PyTorch FP32: max |Δlogit| {p['max_abs_dlogit']:.2e}, max |ΔP| "
                      f"{p['max_abs_dprob']:.2e}, agreement {p['agreement']:.3f} on {p['data']}.")
     title, code, other = SNIPPETS.get(meta.get("target", ""), SNIPPETS["onnx"])
     shape = "(" + ", ".join(_get(meta, "input_shape").split("x")) + ")"
+    fill = {"exec": ex, "ov_hint": OV_HINTS.get(ex, "f32"), "gpu_loss": "true" if ex != "fp32" else "false",
+            "compute_units": ".all" if ex == "fp16" else ".cpuOnly"}
     lines += ["", f"## Use ({title})", "", "```python" if "Swift" not in title else "```swift",
-              code.format(file=file, name=name, dtype=dtype, shape=shape).rstrip(), "```", "",
-              f"Other platforms: {other.format(file=file, name=name)}.", "",
+              code.format(file=file, name=name, dtype=dtype, shape=shape, **fill).rstrip(), "```", "",
+              f"Other platforms: {other.format(file=file, name=name, **fill)}.", "",
               "P(fake) = sigmoid(logit)" + (" (also returned as `prob`)." if image else "."), ""]
     return "\n".join(lines)
 
@@ -110,7 +127,7 @@ def _explain_lines(meta: dict[str, str]) -> list[str]:
 
 def card_facts(meta: dict[str, str]) -> dict[str, str]:
     """The metadata keys a card states (tests compare them with the artifact's own metadata)."""
-    keys = ("model", "target", "precision", "input_name", "input_shape", "input_format", "mean", "std", "output",
+    keys = ("model", "target", "precision", "exec_precision", "input_name", "input_shape", "input_format", "mean", "std", "output",
             "threshold", "labels", "weights_sha256")
     return {k: meta[k] for k in keys if k in meta}
 

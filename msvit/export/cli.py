@@ -12,7 +12,8 @@ from typing import Sequence
 
 from ..errors import CheckpointError, DataError, MsvitError, OutputExistsError, UsageError, run_cli
 from ..fileio import check_output_dir
-from .targets import PRECISIONS, TARGETS
+from .auto import AUTO_TARGETS, DEVICE_CLASSES
+from .targets import AUTO, PRECISIONS, TARGETS
 
 EPILOG = textwrap.dedent("""\
     targets (artifact · precisions · where it runs):
@@ -24,6 +25,8 @@ EPILOG = textwrap.dedent("""\
       msvit-export --target trt --precision int8 --weights W.bin --calib-data faces/
       msvit-export --target coreml --precision fp16 --weights W.bin --min-deployment-target iOS16
       msvit-export --target all --weights W.bin --out artifacts/ --verify-data faces/eval
+      msvit-export --target openvino --precision auto --weights W.bin --calib-data faces/calib
+      msvit-export --target executorch --precision auto --device-class phone --weights W.bin --calib-data faces/calib
 
     Every artifact that can run here is compared with the PyTorch model before it is
     reported ✅ (FP32: |Δlogit| <= 1e-4, FP16: <= 1e-2, INT8: decision agreement guard).
@@ -40,11 +43,12 @@ EPILOG = textwrap.dedent("""\
     unexpected internal error (one line and the path of a file with the full traceback;
     --debug or MSVIT_DEBUG=1 prints it); 2 bad arguments or input (nothing is done);
     3 the target cannot be finished on this host (e.g. TensorRT without a GPU: the ONNX
-    and the trtexec line are still written); 130 Ctrl-C, 143 SIGTERM (the message names
-    every artifact published before it; the one in progress is published whole or not at
-    all, even under SIGKILL: the next export into --out rolls a killed publish back).
-    With --target all, targets that cannot be finished here are reported but do not fail
-    the run.
+    and the trtexec line are still written; or a precision this CPU cannot execute, e.g.
+    OpenVINO bf16 without AVX512-BF16/AMX: said before any work); 130 Ctrl-C, 143 SIGTERM
+    (the message names every artifact published before it; the one in progress is published
+    whole or not at all, even under SIGKILL: the next export into --out rolls a killed
+    publish back). With --target all, targets that cannot be finished here are reported but
+    do not fail the run.
     TorchScript-mobile is deprecated upstream: prefer ExecuTorch (--target executorch).
 """)
 
@@ -67,7 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--target", default="onnx", choices=[*TARGETS, "all"], help="what to produce (default: onnx)")
-    p.add_argument("--precision", choices=PRECISIONS, help="default: the target's own (fp32; fp16 for trt/coreml)")
+    p.add_argument("--precision", choices=[*PRECISIONS, AUTO],
+                   help="default: the target's own (fp32; fp16 for trt/coreml). bf16/fp16 run where the target's "
+                        "runtime executes them on this CPU, under the INT8 accuracy guard; auto: the fastest "
+                        "guarded assignment measured with the target's runtime here (see README)")
+    p.add_argument("--device-class", choices=DEVICE_CLASSES, default="host",
+                   help="auto: where the artifact will run. host (default): timed here; phone: not timed here, "
+                        "the guarded candidate with the largest share of MACs in int8 wins")
     m = p.add_argument_group("model")
     m.add_argument("--model", default="ms_eff_vit_b0", choices=["ms_eff_vit_b0", "ms_eff_vit_b5"])
     w = m.add_mutually_exclusive_group()
@@ -133,7 +143,8 @@ def _plan(args: argparse.Namespace) -> list[tuple[str, str]]:
     """(target, precision) of every export this command will run, in order."""
     out = []
     for name, t in (TARGETS.items() if args.target == "all" else [(args.target, TARGETS[args.target])]):
-        if args.target == "all" and args.precision and args.precision not in t.precisions:
+        if args.target == "all" and args.precision and args.precision not in (*t.precisions, *(
+                [AUTO] if name in AUTO_TARGETS else [])):
             continue  # --target all: each target that takes the precision
         out.append((name, args.precision or t.default_precision))
     return out
@@ -229,6 +240,11 @@ def validate(args: argparse.Namespace) -> list[tuple[str, str]]:
         raise UsageError(f"no target takes --precision {args.precision}" + (" with --input image"
                                                                             if args.input == "image" else ""))
     for name, prec in plan if args.target != "all" else []:
+        if prec == AUTO:
+            from .auto import check_auto
+
+            check_auto(name, args.device_class)
+            continue
         check_request(TARGETS[name], prec, calib_given=bool(args.calib_data))
         if args.input == "image":
             from . import check_input
@@ -284,14 +300,15 @@ def _run(args: argparse.Namespace) -> int:
     model = create_model(args.model, weights=args.weights, pretrained=bool(args.pretrained),
                          dataset=args.pretrained or "celeb_df_v2", attn_mode=args.attn_mode)
     calib = None
-    if args.calib_data and any(prec == "int8" for _, prec in plan):
+    if args.calib_data and any(prec in ("int8", AUTO, "bf16", "fp16") for _, prec in plan):
+        # bf16/fp16 execution is judged by the guard on the same images as int8
         from ..quantize.calib import load_calibration
 
         calib = load_calibration(args.calib_data, model.img_size, args.calib_size)
         _say_skipped(calib.skipped, args.calib_data, "(calibration)")
     elif args.calib_data:
-        print(f"⚠️  --calib-data {args.calib_data} is not used: no INT8 export was asked for "
-              "(add --precision int8)", file=sys.stderr)
+        print(f"⚠️  --calib-data {args.calib_data} is not used: no guarded export (int8, auto, bf16, fp16) "
+              "was asked for", file=sys.stderr)
     verify = resolve_data(args.verify_data, model.img_size)  # read once, for every target
     _say_skipped(verify.skipped, args.verify_data, "(verification)")
     int8 = Int8Options(calib_method=args.calib_method, min_agreement=args.min_agreement,
@@ -304,7 +321,7 @@ def _run(args: argparse.Namespace) -> int:
     for name, prec in plan:
         results.append(export(model, name, prec if args.precision else None, args.out, batch=args.batch,
                               dynamic_batch=args.dynamic_batch, opset=args.opset, verify_data=verify, calib=calib,
-                              options=options, strict=False))
+                              options=options, strict=False, device_class=args.device_class))
     _print_table(results)
     for r in results:
         if "trtexec" in r.extra and not r.ok:
@@ -342,6 +359,8 @@ def _print_table(results: list) -> None:
                     f"{r.size_bytes / 1e6:.1f}" if r.size_bytes else "-", f"{r.seconds:.0f}",
                     _sci(par.max_abs_dlogit) if par else "-", _sci(par.max_abs_dprob) if par else "-",
                     f"{par.agreement:.3f}" if par else "-", f"{100 * float(share):.0f}%" if share is not None else "")
+        if r.ok and "auto" in r.extra:
+            notes.append(f"{r.icon} {r.target} {r.message}")
         if not r.ok or r.verified == "structure":
             notes.append(f"{r.icon} {r.target} {r.precision}: "
                          + (r.message if not r.ok else "structure verified (cannot run here)"))

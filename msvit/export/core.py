@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -25,7 +26,7 @@ from ..model.info import model_info
 from ..quantize import CalibrationSet, Int8Job, Int8Options, Int8Result
 from ..version import package_versions
 from .card import card_markdown
-from .targets import Target
+from .targets import Target, exec_precision
 from .validate import DEFAULT_ATOL, ParityReport, check, compare
 
 
@@ -190,7 +191,8 @@ def build_metadata(model: nn.Module, target: Target, precision: str, batch: int,
 
     info = model_info(model)
     shape = (None if dynamic_batch else batch, 3, info.img_size, info.img_size)
-    meta = {**common_metadata(info, target.name, precision, shape), "msvit_version": __version__,
+    meta = {**common_metadata(info, target.name, precision, shape),
+            "exec_precision": exec_precision(target.name, precision), "msvit_version": __version__,
             "exported_at": export_time()}
     meta.update({f"{k}_version": v for k, v in backend_versions().items()})
     if extra:
@@ -264,9 +266,38 @@ def _verify(ctx: ExportContext, out: TargetOutput, verify: ImageSet, res: "Expor
     with session, torch.no_grad():
         ref = ctx.model(torch.from_numpy(verify.x)).numpy()
         got = session.run(verify.x)
+        ex = ctx.metadata.get("exec_precision")
+        if ex in ("fp16", "bf16") and (ctx.precision in ("fp16", "bf16") or ex != exec_precision(ctx.target.name,
+                                                                                                   ctx.precision)):
+            out.failed = out.failed or _float_guard(ctx, session, verify, res)
     atol = out.atol if out.atol is not None else DEFAULT_ATOL.get(ctx.precision)
     res.parity = compare(ref, got, atol, data=verify.description)
     res.verified = "ran"
+
+
+def _float_guard(ctx: ExportContext, session: Any, verify: ImageSet, res: "ExportResult") -> str:
+    """bf16/fp16 execution is judged by INT8's accuracy guard (agreement, |ΔP| bound, AUC drop) on
+    the same images INT8 would be (every calibration image + --verify-data when calibration is
+    given, else the verification images). Returns why it failed, or ""."""
+    from ..quantize import verify_set
+    from ..quantize.guard import evaluate
+
+    gate = ctx.options.int8.gate
+    if ctx.calib is not None:
+        x, labels, name = verify_set(ctx.calib, ctx.options.int8.verify_data, ctx.img_size)
+    else:
+        x, labels, name = verify.x, verify.labels, verify.description
+    ref = np.concatenate([ctx.model(torch.from_numpy(x[i:i + 32])).numpy() for i in range(0, len(x), 32)])
+    rep = evaluate(ref, session.run, x, labels, gate, name)
+    res.extra.update({"guard": rep.to_dict(), "guard_passed": rep.passed, "guard_max_dprob": gate.max_dprob,
+                      "guard_bound_dprob": round(rep.bound_dprob, 6), "guard_bound_method": gate.describe(),
+                      "guard_n": rep.n, "guard_weakly_verified": rep.weakly_verified})
+    if ctx.log:
+        ctx.log(f"  {ctx.metadata['exec_precision']} guard: {rep.summary()}")
+    if rep.passed:
+        return ""
+    return (f"{ctx.metadata['exec_precision']} accuracy guard failed: " + "; ".join(rep.reasons)
+            + " (artifact kept, marked failing)")
 
 
 def run_export(

@@ -7,9 +7,12 @@
 Shapes are static (``--batch N``); ``--dynamic-batch`` is refused with a clear error
 rather than producing a program whose XNNPACK delegate may reject other batch sizes.
 INT8 (PT2E + XNNPACKQuantizer, accuracy-guarded) lives in :mod:`msvit.quantize.executorch`.
+fp16: the model in half precision behind fp32 I/O, lowered to XNNPACK's fp16 kernels (fp16 on
+ARMv8.2 phones; on x86 XNNPACK converts with F16C), judged by the accuracy guard.
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -54,6 +57,18 @@ def export_fp32_pte(model: nn.Module, path: Path, metadata: dict[str, str], batc
                         path, metadata)
 
 
+class HalfPrecision(nn.Module):
+    """fp16 weights and arithmetic inside, fp32 in and out (callers feed the same tensors)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = copy.deepcopy(model).half().eval()
+        self.img_size = getattr(model, "img_size", 224)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.half()).float()
+
+
 def check_static(ctx: ExportContext) -> None:
     if ctx.dynamic_batch:
         raise ExportError("ExecuTorch export uses static shapes: --dynamic-batch is not supported for "
@@ -67,7 +82,8 @@ def export(ctx: ExportContext) -> TargetOutput:
     if ctx.precision == "int8":
         res = run_int8(ExecuTorchInt8(ctx.int8_job(meta), lower_to_pte, export_fp32_pte), path)
         return TargetOutput.int8(path, res)
-    module = graph_module(ctx.model, ctx.options.input, ctx.options.explain_outputs)
+    model = HalfPrecision(ctx.model) if ctx.precision == "fp16" else ctx.model
+    module = graph_module(model, ctx.options.input, ctx.options.explain_outputs)
     lower_to_pte(export_program(module, ctx.example()), path, meta)
     return TargetOutput(path, [path], extra={"backend": "xnnpack"})
 

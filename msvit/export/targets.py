@@ -7,7 +7,23 @@ from dataclasses import dataclass
 
 from ..runtime import BY_NAME, Format
 
-PRECISIONS = ("fp32", "fp16", "int8", "int8-weights")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int8-weights")
+#: ``--precision auto``: the fastest guarded assignment the target's runtime measures here (see .auto)
+AUTO = "auto"
+
+#: (target, precision) whose execution precision differs from the precision's own float type:
+#: fp16 *storage* decompressed to fp32 on the CPU, and INT8/int8-weights graphs whose other ops
+#: run in fp16 (Core ML computes in fp16; TensorRT INT8 engines keep fp16 for the rest)
+_EXEC_OVERRIDES = {("openvino", "fp16"): "fp32", ("litert", "fp16"): "fp32", ("coreml", "int8"): "fp16",
+                   ("coreml", "int8-weights"): "fp16", ("trt", "int8"): "fp16"}
+
+
+def exec_precision(target: str, precision: str) -> str:
+    """The float arithmetic the runtime must execute an artifact of ``target`` x ``precision``
+    in (recorded as metadata ``exec_precision``, applied by msvit.runtime, stated by the card)."""
+    if (target, precision) in _EXEC_OVERRIDES:
+        return _EXEC_OVERRIDES[(target, precision)]
+    return precision if precision in ("fp16", "bf16") else "fp32"
 
 
 @dataclass(frozen=True)
@@ -70,8 +86,9 @@ TARGETS: dict[str, Target] = {
         # usefully on a phone; its successor ExecuTorch (XNNPACK, INT8) takes b5.
         Target("torchscript", "torchscript", ("fp32",), "fp32", ("torch",), "onnx", holds_b5=False,
                note="deprecated upstream: prefer --target executorch for mobile"),
-        Target("openvino", "openvino", ("fp32", "fp16", "int8"), "fp32", ("openvino",), "openvino"),
-        Target("executorch", "executorch", ("fp32", "int8"), "fp32", ("executorch",), "executorch"),
+        # fp16: fp16-compressed weights, executed in f32; bf16: executed in bf16 (AVX512-BF16/AMX)
+        Target("openvino", "openvino", ("fp32", "fp16", "bf16", "int8"), "fp32", ("openvino",), "openvino"),
+        Target("executorch", "executorch", ("fp32", "fp16", "int8"), "fp32", ("executorch",), "executorch"),
         # ONNX Runtime Mobile: the verified ONNX as .ort + the reduced-operator build config
         Target("ort", "ort", ("fp32", "int8"), "fp32", ("onnx", "onnxruntime", "onnxslim", "onnxscript"), "onnx"),
         # LiteRT (TFLite): litert-torch converts, ai-edge-quantizer quantizes, ai-edge-litert runs

@@ -11,7 +11,8 @@ import numpy as np
 from ..errors import ShapeMismatchError, ToleranceError
 from ..metrics import agreement_metrics
 
-#: logit tolerance per precision (int8 is judged on decisions, see msvit.quantize).
+#: logit tolerance per precision (int8 and bf16 are judged on decisions by the accuracy guard,
+#: see msvit.quantize; fp16 by both).
 DEFAULT_ATOL = {"fp32": 1e-4, "fp16": 1e-2}
 
 

@@ -68,12 +68,19 @@ class Session:
         return self.meta.precision
 
     @property
+    def exec_precision(self) -> str:
+        """The float arithmetic the runtime executes: the recorded ``exec_precision`` (fp32 when
+        none is recorded) or what the session was opened with."""
+        return getattr(self, "_exec_override", None) or self.metadata.get("exec_precision") or "fp32"
+
+    @property
     def model(self) -> str | None:
         return self.meta.model
 
     def describe(self) -> str:
         b = "N" if self.batch is None else str(self.batch)
-        return f"{self.title} {self.precision} ({self.path.name if self.path else 'in memory'}, batch {b})"
+        ex = "" if self.exec_precision == "fp32" else f" exec {self.exec_precision}"
+        return f"{self.title} {self.precision}{ex} ({self.path.name if self.path else 'in memory'}, batch {b})"
 
     # ------------------------------------------------------------ running
     def run(self, x: np.ndarray) -> np.ndarray:

@@ -1,7 +1,8 @@
 """OpenVINO IR (``.xml`` + ``.bin``) on the CPU; metadata in ``rt_info["msvit"]``.
 
-Runs with ``INFERENCE_PRECISION_HINT=f32`` by default: on CPUs with AVX512-BF16/AMX,
-OpenVINO would otherwise silently run FP32 IRs in bf16.
+Compiled with the ``INFERENCE_PRECISION_HINT`` of the artifact's recorded ``exec_precision``
+(f32 for artifacts that record none): on CPUs with AVX512-BF16/AMX, OpenVINO would otherwise
+silently run FP32 IRs in bf16, numerics msvit never verified.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from ..errors import ArtifactError
 from .base import InputSpec, Session, batch_from_shape, first_line
+from .precision import OV_HINTS, exec_precision_of, require_execution
 
 RT_KEY = "msvit"
 
@@ -49,11 +51,19 @@ class OVSession(Session):
     title = "OpenVINO IR"
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None, device: str = "cpu",
-                 precision_hint: str = "f32") -> None:
+                 exec_precision: str | None = None) -> None:
+        """``exec_precision`` overrides the recorded one (fp32 | bf16 | fp16); a precision this
+        CPU cannot execute is a :class:`~msvit.errors.TargetUnavailableError`, never a silent f32."""
         import openvino as ov
 
         model = _read_model(path)
-        cfg: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision_hint}
+        meta = _metadata_of(model)
+        prec = exec_precision or exec_precision_of(meta)
+        if prec not in OV_HINTS:
+            raise ArtifactError(f"{path}: exec_precision {prec!r} is not one of {', '.join(OV_HINTS)}")
+        require_execution("openvino", prec)
+        self._exec_override = prec
+        cfg: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": OV_HINTS[prec]}
         if threads:
             cfg["INFERENCE_NUM_THREADS"] = threads
         try:
@@ -69,7 +79,7 @@ class OVSession(Session):
         u8 = inp.get_element_type().get_type_name() == "u8"
         spec = InputSpec(inp.get_any_name(), shape, "uint8" if u8 else "float32", "NHWC" if u8 else "NCHW",
                          "image" if u8 else "tensor")
-        super().__init__(path, _metadata_of(model), spec, device, threads)
+        super().__init__(path, meta, spec, device, threads)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         res = self.request.infer({0: x})
