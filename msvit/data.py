@@ -117,7 +117,7 @@ def dataset_hash(files: Sequence[Path]) -> str:
 SHOW_SKIPPED = 5
 
 
-def _short(items: Sequence[str], n: int = SHOW_SKIPPED) -> str:
+def short(items: Sequence[str], n: int = SHOW_SKIPPED) -> str:
     return ", ".join(items[:n]) + (f", … ({len(items) - n} more)" if len(items) > n else "")
 
 
@@ -186,13 +186,13 @@ def _nothing_usable(source, files: list[Path], skipped: list[tuple[Path, str]]) 
     if missing:
         names = [str(p.relative_to(Path(source).parent)) if p.is_relative_to(Path(source).parent) else str(p)
                  for p in missing]
-        msg = f"{len(missing)} file(s) listed in {source} do not exist: {_short(names)}"
+        msg = f"{len(missing)} file(s) listed in {source} do not exist: {short(names)}"
         if len(missing) < len(files):
             msg += f"; the other {len(files) - len(missing)} are not readable images"
         return msg
     reasons = [f"{p.name}: {why}" for p, why in skipped]
     return (f"{source}: none of {len(files)} files is a readable image "
-            f"({', '.join(sorted(IMAGE_SUFFIXES))}): {_short(reasons, 3)}")
+            f"({', '.join(sorted(IMAGE_SUFFIXES))}): {short(reasons, 3)}")
 
 
 def builtin_inputs(n: int = 8, size: int = 224, seed: int = 0) -> np.ndarray:

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import MsvitError, UsageError, run_cli
 from ..fileio import atomic_write, atomic_write_text, check_output_dir
-from ..predict import cli as predict_cli
+from ..predict import cli as predict_cli, draw
 from ..predict.detector import WEIGHTS_SUFFIXES
 from .methods import ARTIFACT_METHODS, METHODS, ArtifactExplainer, MapSpec, TorchExplainer, map_drift, plan_maps
 
@@ -202,7 +202,7 @@ class MapWriter:
             self.ms[k].extend([v] * len(frames))
         free = [s for s in self.specs if not METHODS[s.method].gradients]
         ref = self.reference.maps(x, free)[0] if self.reference is not None and free else {}
-        stem = predict_cli.safe_stem(i, pred.source)
+        stem = draw.safe_stem(i, pred.source)
         sheet_rows = []
         for j, fr in enumerate(frames):
             fstem = stem + (f"_f{fr.index:06d}" if pred.kind != "image" else "")
@@ -212,7 +212,7 @@ class MapWriter:
             for spec in self.specs:
                 img = overlay(fr.crop, arrays[spec.key], self.args.box_threshold)
                 name = f"{fstem}_{spec.key}.png"
-                predict_cli.write_png(self.out / name, img)
+                draw.write_png(self.out / name, img)
                 files[spec.key] = name
                 tiles.append((spec.key, img))
             drift = {k: round(map_drift(arrays[k], r[j]), 4) for k, r in ref.items()}
@@ -221,7 +221,7 @@ class MapWriter:
             sheet_rows.append((f"f{fr.index} P {fr.p_fake:.2f}", tiles))
         if pred.kind != "image":
             row.sheet = f"{stem}_sheet.png"
-            predict_cli.write_png(self.out / row.sheet, contact_sheet(sheet_rows))
+            draw.write_png(self.out / row.sheet, contact_sheet(sheet_rows))
 
     def finish(self) -> None:
         if not self.out.exists():
@@ -249,7 +249,7 @@ class MapWriter:
             drifts = [d for fr in r.frames for d in [fr.get("map_drift")] if d]
             if drifts:
                 mean = {k: np.mean([d[k] for d in drifts]) for k in drifts[0]}
-                out.print(f"{escape(predict_cli._short(r.source, 30))}: {r.verdict} {r.p_fake:.3f} · map drift r "
+                out.print(f"{escape(predict_cli.short(r.source, 30))}: {r.verdict} {r.p_fake:.3f} · map drift r "
                           + ", ".join(f"{k} {v:.3f}" for k, v in mean.items()), highlight=False)
         if self.args.timing and any(self.ms.values()):
             t = Table(title="cost per crop (ms; artifact maps include their forward pass)", width=70)

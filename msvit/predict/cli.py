@@ -17,10 +17,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import DataError, run_cli
-from ..fileio import atomic_write, cannot_write_in
+from ..errors import DataError, UsageError, run_cli
+from ..fileio import atomic_write, check_output_dir, check_output_file
 from .aggregate import AGG_MODES
 from .faces import DEFAULT_FACE_DETECTOR, face_detectors
+from .draw import save_visuals
 from .results import STATUSES, Prediction
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
@@ -94,45 +95,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ----------------------------------------------------------------------------- validation
-def _check_file_target(path: str, flag: str) -> Path:
+def _check_output(path: str, flag: str, folder: bool = False) -> Path:
+    """fileio's output checks (exit 2 before any work), with one rule of msvit-predict's own: the
+    folder a report or an image folder goes into must already exist (nothing is created above it)."""
     p = Path(path)
-    if p.is_dir():
-        raise DataError(f"{flag} {p}: is a folder; give a file name")
     parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise DataError(f"{flag} {p}: folder {parent} does not exist")
-    if why := cannot_write_in(parent):
-        raise DataError(f"{flag} {p}: cannot write into {parent} ({why})")
-    if p.exists() and not os.access(p, os.W_OK):
-        raise DataError(f"{flag} {p}: file is not writable")
-    return p
-
-
-def _check_dir_target(path: str, flag: str) -> Path:
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise DataError(f"{flag} {p}: exists and is not a folder")
-    if not p.exists():
-        parent = p.parent if str(p.parent) else Path(".")
-        if not parent.is_dir():
-            raise DataError(f"{flag} {p}: parent folder {parent} does not exist")
-        if why := cannot_write_in(parent):
-            raise DataError(f"{flag} {p}: cannot create it in {parent} ({why})")
-    elif why := cannot_write_in(p):
-        raise DataError(f"{flag} {p}: cannot write into it ({why})")
-    return p
+    if not (folder and p.is_dir()) and not parent.is_dir():
+        raise UsageError(f"{flag} {p}: folder {parent} does not exist")
+    return check_output_dir(p, flag) if folder else check_output_file(p, flag)
 
 
 def validate_pipeline(args: argparse.Namespace) -> None:
     """The model and pipeline flags (:func:`add_model_args`, :func:`add_pipeline_args`)."""
     if bool(args.artifact) == bool(args.weights):
         raise DataError("give exactly one of --artifact PATH or --weights PATH")
-    for name, v, lo, hi in (("--conf-thres", args.conf_thres, 0, 1), ("--min-face-ratio", args.min_face_ratio, 0, 1),
-                            ("--margin", args.margin, 0, 10)):
-        if not lo <= v <= hi:
-            raise DataError(f"{name} must be in [{lo}, {hi}], got {v}")
-    if args.threshold is not None and not 0 <= args.threshold <= 1:
-        raise DataError(f"--threshold must be in [0, 1], got {args.threshold}")
+    from .detector import check_options
+
+    check_options(True, conf_thres=args.conf_thres, min_face_ratio=args.min_face_ratio, margin=args.margin,
+                  threshold=args.threshold)
     if args.num_frames < 1:
         raise DataError(f"--num-frames must be >= 1, got {args.num_frames}")
     if args.threads is not None and args.threads < 1:
@@ -145,19 +125,20 @@ def validate_pipeline(args: argparse.Namespace) -> None:
 
 
 def validate(args: argparse.Namespace) -> None:
-    validate_pipeline(args)
+    """Every flag, before any work: output paths first, then the model and pipeline flags."""
     if not args.sources and not args.stream:
         raise DataError("nothing to predict: give SOURCE paths or --stream SRC")
     if args.stream_every < 1:
         raise DataError(f"--stream-every must be >= 1, got {args.stream_every}")
     for flag in ("json", "csv"):
         if getattr(args, flag):
-            _check_file_target(getattr(args, flag), f"--{flag}")
+            _check_output(getattr(args, flag), f"--{flag}")
     if args.json and args.csv and Path(args.json).resolve() == Path(args.csv).resolve():
         raise DataError("--json and --csv name the same file")
     for flag in ("save_crops", "annotate"):
         if getattr(args, flag):
-            _check_dir_target(getattr(args, flag), "--" + flag.replace("_", "-"))
+            _check_output(getattr(args, flag), "--" + flag.replace("_", "-"), folder=True)
+    validate_pipeline(args)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -184,54 +165,6 @@ def to_csv(preds: list[Prediction]) -> bytes:
     return buf.getvalue().encode()
 
 
-def safe_stem(i: int, source: str) -> str:
-    stem = Path(source).stem if source and not source.startswith("<") else "input"
-    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:60] or "input"
-    return f"{i:04d}_{stem}"
-
-
-def write_png(path: Path, rgb) -> None:
-    import cv2
-
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise DataError(f"cannot encode {path.name}")
-    atomic_write_bytes(path, buf.tobytes())
-
-
-def save_visuals(i: int, pred: Prediction, crops_dir: Path | None, annotate_dir: Path | None) -> None:
-    import cv2
-
-    stem = safe_stem(i, pred.source)
-    for fr in pred.frames:
-        suffix = f"_f{fr.index:06d}" if pred.kind != "image" else ""
-        if crops_dir is not None and fr.crop is not None:
-            write_png(crops_dir / f"{stem}{suffix}.png", fr.crop)
-        if annotate_dir is not None and fr.frame is not None:
-            img = fr.frame.copy()
-            thick = max(2, round(max(img.shape[:2]) / 400))
-            if fr.box is not None:
-                fake = fr.p_fake is not None and fr.p_fake >= pred.threshold
-                color = (230, 40, 40) if fake else (40, 200, 40)
-                x1, y1, x2, y2 = (int(round(v)) for v in fr.box)
-                cv2.rectangle(img, (x1, y1), (x2, y2), color, thick)
-                if fr.crop_box is not None:
-                    cx1, cy1, cx2, cy2 = fr.crop_box
-                    cv2.rectangle(img, (cx1, cy1), (cx2, cy2), (240, 200, 0), max(1, thick // 2))
-                label = f"P(fake) {fr.p_fake:.3f}" if fr.p_fake is not None else fr.status
-                if fr.score is not None:
-                    label += f" face {fr.score:.2f}"
-                scale = max(0.5, max(img.shape[:2]) / 1600)
-                (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1 + thick // 2)
-                ax, ay = (fr.crop_box[0], fr.crop_box[1]) if fr.crop_box is not None else (x1, y1)
-                ay = max(ay, th + base + 4)
-                cv2.rectangle(img, (ax, ay - th - base - 4), (ax + tw + 4, ay), (0, 0, 0), -1)
-                cv2.putText(img, label, (ax + 2, ay - base - 2), cv2.FONT_HERSHEY_SIMPLEX, scale, color, 1 + thick // 2)
-            else:
-                cv2.putText(img, fr.status, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (230, 40, 40), 2)
-            write_png(annotate_dir / f"{stem}{suffix}.png", img)
-
-
 # ----------------------------------------------------------------------------- table
 def summary_table(preds: list[Prediction], width: int = TABLE_WIDTH):
     from rich.markup import escape
@@ -250,12 +183,12 @@ def summary_table(preds: list[Prediction], width: int = TABLE_WIDTH):
         prob = f"{p.p_fake:.3f}" if p.p_fake is not None else "—"
         frames = f"{p.frames_used}/{p.frames_sampled}" if p.kind != "image" else str(p.frames_used)
         status = p.status if p.status == "ok" else f"[yellow]{p.status}[/]"
-        t.add_row(escape(_short(p.source, FILE_COL)), verdict, prob, frames, str(p.faces), status,
+        t.add_row(escape(short(p.source, FILE_COL)), verdict, prob, frames, str(p.faces), status,
                   f"{p.times_ms.get('total', 0):.0f}")
     return t
 
 
-def _short(source: str, width: int = 34) -> str:
+def short(source: str, width: int = 34) -> str:
     """A path for the table: relative when shorter, and its tail (the file name) when too long."""
     try:
         rel = os.path.relpath(source)
@@ -348,7 +281,7 @@ def run(args: argparse.Namespace, on_prediction: Callable[[int, Prediction, Any]
     bad = [p for p in preds if p.status != "ok"]
     for p in preds:
         if p.message:
-            out.print(f"[yellow]{p.status}[/] {escape(_short(p.source, 60))}: {escape(_message(p))}", highlight=False,
+            out.print(f"[yellow]{p.status}[/] {escape(short(p.source, 60))}: {escape(_message(p))}", highlight=False,
                       soft_wrap=False, markup=True)
     n_fake = sum(p.verdict == "fake" for p in preds)
     n_real = sum(p.verdict == "real" for p in preds)

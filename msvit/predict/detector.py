@@ -51,6 +51,20 @@ def open_session(model: Any, threads: int | None = None, model_name: str = "ms_e
     raise TypeError(f"expected an artifact path, a weights file, an nn.Module or a Session, got {type(model).__name__}")
 
 
+#: the valid range of each pipeline option (Detector's keywords, msvit-predict's flags)
+OPTION_RANGES = {"conf_thres": (0.0, 1.0), "min_face_ratio": (0.0, 1.0), "margin": (0.0, 10.0), "threshold": (0.0, 1.0)}
+
+
+def check_options(flags: bool = False, **values: float | None) -> None:
+    """:class:`DataError` for an option outside :data:`OPTION_RANGES` (None: not given).
+    ``flags=True`` names them as msvit-predict's flags (``--conf-thres``)."""
+    for name, v in values.items():
+        lo, hi = OPTION_RANGES[name]
+        if v is not None and not lo <= v <= hi:
+            shown = "--" + name.replace("_", "-") if flags else name
+            raise DataError(f"{shown} must be in [{lo:g}, {hi:g}], got {v}")
+
+
 class Detector:
     """Faces -> P(fake) with one artifact. Defaults are DeepGuard's.
 
@@ -66,12 +80,7 @@ class Detector:
                  conf_thres: float = 0.5, min_face_ratio: float = 0.01, margin: float = 0.2,
                  threshold: float | None = None, tta_hflip: bool = False, det_size: int | None = None,
                  threads: int | None = None, model_name: str = "ms_eff_vit_b0", device: str = "cpu") -> None:
-        for name, v, lo, hi in (("conf_thres", conf_thres, 0.0, 1.0), ("min_face_ratio", min_face_ratio, 0.0, 1.0),
-                                ("margin", margin, 0.0, 10.0)):
-            if not lo <= v <= hi:
-                raise DataError(f"{name} must be in [{lo:g}, {hi:g}], got {v}")
-        if threshold is not None and not 0.0 <= threshold <= 1.0:
-            raise DataError(f"threshold must be in [0, 1], got {threshold}")
+        check_options(conf_thres=conf_thres, min_face_ratio=min_face_ratio, margin=margin, threshold=threshold)
         self.session = open_session(model, threads, model_name, device)
         self.face_detector = None if face_detector in (None, "none") else \
             create_face_detector(face_detector, conf_thres=conf_thres, det_size=det_size, threads=threads)

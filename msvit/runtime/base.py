@@ -71,7 +71,7 @@ class Session:
     def exec_precision(self) -> str:
         """The float arithmetic the runtime executes: the recorded ``exec_precision`` (fp32 when
         none is recorded) or what the session was opened with."""
-        return getattr(self, "_exec_override", None) or self.metadata.get("exec_precision") or "fp32"
+        return getattr(self, "_exec_override", None) or self.meta.exec_precision
 
     @property
     def model(self) -> str | None:

@@ -63,6 +63,7 @@ class ArtifactMeta:
     attn_mode: str | None = None
     target: str | None = None
     precision: str = "fp32"
+    exec_precision: str = "fp32"  # the float arithmetic the runtime must execute (runtime.precision)
     input_name: str = "image"
     input_shape: tuple[int | None, ...] = ()
     input_kind: str = "tensor"  # tensor: normalised float32 NCHW; image: letterboxed uint8 NHWC
@@ -80,6 +81,7 @@ class ArtifactMeta:
             threshold = 0.5
         return cls(model=flat.get("model") or None, attn_mode=flat.get("attn_mode") or None,
                    target=flat.get("target") or None, precision=flat.get("precision") or "fp32",
+                   exec_precision=flat.get("exec_precision") or "fp32",
                    input_name=flat.get("input_name") or "image", input_shape=decode_shape(flat.get("input_shape", "")),
                    input_kind=flat.get("input_kind") or "tensor", threshold=threshold,
                    weights_sha256=flat.get("weights_sha256") or None,
