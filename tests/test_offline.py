@@ -21,6 +21,8 @@ from conftest import DEMO_WEIGHTS, FACES, ROOT
 _MASKING_ENV = ("CI", "TF_BUILD", "JENKINS_URL", "NNCF_CI", "NNCF_DEV", "XDG_CACHE_HOME", "XDG_CONFIG_HOME",
                 "ORT_DISABLE_TELEMETRY", "RAY_USAGE_STATS_ENABLED", "HF_HUB_DISABLE_TELEMETRY", "DO_NOT_TRACK")
 _INET = re.compile(r"\b(connect|sendto)\(.*sa_family=AF_INET6?\b")
+#: this machine itself (a local Ray cluster talks to its own processes over it): not outbound
+_LOOPBACK = re.compile(r'inet_addr\("127\.|inet_pton\(AF_INET6, "::1"|inet_pton\(AF_INET6, "::ffff:127\.')
 PROMPT_EXIT_S = 15.0  # from the last line of output to the exit (the telemetry hang was minutes)
 
 
@@ -35,9 +37,12 @@ def _can_isolate() -> str:
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(_can_isolate()), reason=_can_isolate() or "ok")]
 
 
-def _offline(tmp_path: Path, module: str, *argv: str, timeout: float = 900) -> tuple[int, str, list[str], float]:
+def _offline(tmp_path: Path, module: str, *argv: str, timeout: float = 900,
+             loopback: bool = False) -> tuple[int, str, list[str], float]:
     """Run ``python -c 'from <module> import main; main()' argv`` offline under strace.
-    Returns (exit code, output, internet connect/sendto lines, seconds from last output to exit)."""
+    ``loopback``: bring up the namespace's own ``lo`` (a local Ray cluster needs it); connects to
+    127.0.0.1 / ::1 are then not counted. Returns (exit code, output, connect/sendto lines to any
+    other internet address, seconds from last output to exit)."""
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in _MASKING_ENV and not k.startswith("PYTEST")}
@@ -45,8 +50,11 @@ def _offline(tmp_path: Path, module: str, *argv: str, timeout: float = 900) -> t
                PYTHONUNBUFFERED="1", TQDM_DISABLE="1")
     trace = tmp_path / f"strace-{module.rsplit('.', 2)[-2]}.txt"
     code = f"import sys; from {module} import main; sys.exit(main())"
-    cmd = ["unshare", "-n", "strace", "-f", "-qq", "-e", "trace=connect,sendto", "-o", str(trace),
-           sys.executable, "-c", code, *argv]
+    cmd = ["strace", "-f", "-qq", "-e", "trace=connect,sendto", "-o", str(trace), sys.executable, "-c", code, *argv]
+    if loopback:
+        cmd = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *cmd]
+    else:
+        cmd = ["unshare", "-n", *cmd]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
                             cwd=tmp_path)
     out, last = [], time.monotonic()
@@ -64,7 +72,8 @@ def _offline(tmp_path: Path, module: str, *argv: str, timeout: float = 900) -> t
         proc.kill()
         rc = proc.wait()
     tail = time.monotonic() - last
-    inet = [ln for ln in trace.read_text(errors="replace").splitlines() if _INET.search(ln)]
+    inet = [ln for ln in trace.read_text(errors="replace").splitlines()
+            if _INET.search(ln) and not (loopback and _LOOPBACK.search(ln))]
     written = [str(p.relative_to(home)) for p in home.rglob("*")]
     assert not written, f"written into $HOME: {written}"
     return rc, "".join(out), inet, tail
@@ -124,6 +133,22 @@ def test_predict_offline(tmp_path, demo_weights_path):
                                    "--csv", str(tmp_path / "p.csv"))
     _assert_offline(rc, out, inet, tail)
     assert "western_real_1.jpg" in (tmp_path / "p.csv").read_text()
+
+
+def test_screen_on_a_local_ray_cluster_offline(tmp_path, demo_weights_path):
+    """msvit-screen starts its own Ray cluster: it talks to it over loopback only, usage stats
+    and dashboard off, and exits promptly."""
+    pytest.importorskip("ray")
+    if not shutil.which("ip"):
+        pytest.skip("needs ip(8) to bring up the namespace's loopback")
+    images = ROOT.parent / "shared" / "data" / "images"
+    if not images.exists():
+        pytest.skip(f"shared test data not found: {images}")
+    rc, out, inet, tail = _offline(tmp_path, "msvit.screen.cli", str(images / "western_real_1.jpg"),
+                                   "--weights", str(demo_weights_path), "--workers", "1", "--no-progress",
+                                   "--out", str(tmp_path / "s"), loopback=True)
+    _assert_offline(rc, out, inet, tail)
+    assert "western_real_1.jpg" in (tmp_path / "s" / "results.jsonl").read_text()
 
 
 def test_telemetry_switches_are_set_by_import_msvit():

@@ -99,22 +99,11 @@ def _check_output(path: Path, flag: str = "--json") -> None:
 def validate(args: argparse.Namespace) -> None:
     """Every check that needs no model: numbers, names and paths, before any work starts
     (a bad value exits 2; a report path that cannot be written must not lose a finished run)."""
-    import math
-
     from ..errors import CheckpointError, DataError, UsageError
     from ..fileio import check_output_dir
-    from .options import BenchError
+    from .options import BenchError, check_ranges
 
-    for flag, lo in (("--batch", 1), ("--iters", 1), ("--warmup", 0), ("--block", 1), ("--threads", 1)):
-        v = getattr(args, flag[2:].replace("-", "_"))
-        if v is not None and v < lo:
-            hint = " (omit it for torch's default)" if flag == "--threads" else ""
-            raise BenchError(f"{flag} must be >= {lo}, got {v}{hint}")
-    for flag, dest, positive in (("--min-time", "min_time", False), ("--fps", "fps", True),
-                                 ("--budget-gflops", "budget", True)):
-        v = getattr(args, dest)
-        if v is not None and (not math.isfinite(v) or v < 0 or (positive and v == 0)):
-            raise BenchError(f"{flag} must be a {'positive' if positive else 'non-negative'} number, got {v}")
+    check_ranges(lambda name: getattr(args, "budget" if name == "budget_gmacs" else name, None))
     for name in _split(args.targets) or []:
         if name not in (*TARGETS, "all", "none"):
             raise UsageError(f"unknown target {name!r} in --targets; choose from {', '.join(TARGETS)}, all, none")
@@ -137,10 +126,6 @@ def validate(args: argparse.Namespace) -> None:
                          f"{'not a folder' if args.artifacts.exists() else 'no such folder'}")
     if args.out is not None:
         check_output_dir(args.out)
-    for flag in ("--pipeline-frames", "--pipeline-iters"):
-        v = getattr(args, flag[2:].replace("-", "_"), None)
-        if v is not None and v < 1:
-            raise BenchError(f"{flag} must be >= 1, got {v}")
     video = getattr(args, "pipeline", None)
     if video is not None and not Path(video).is_file():
         raise DataError(f"--pipeline {video}: {'not a file' if Path(video).exists() else 'no such file'}")

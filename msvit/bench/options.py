@@ -23,6 +23,30 @@ class DeviceUnavailableError(BenchError):
     exit_code = 3
 
 
+#: (field, flag, rule) of every numeric option: ">=N" an integer bound, "num>=0" / "num>0" a finite
+#: number; checked in one place for BenchOptions and for msvit-bench's flags before any work
+RANGES = (("batch", "--batch", ">=1"), ("iters", "--iters", ">=1"), ("warmup", "--warmup", ">=0"),
+          ("block", "--block", ">=1"), ("threads", "--threads", ">=1"), ("pipeline_frames", "--pipeline-frames", ">=1"),
+          ("pipeline_iters", "--pipeline-iters", ">=1"), ("min_time", "--min-time", "num>=0"),
+          ("fps", "--fps", "num>0"), ("budget_gmacs", "--budget-gflops", "num>0"))
+
+
+def check_ranges(value_of: Any) -> None:
+    """:class:`BenchError` naming the flag of the first value outside its :data:`RANGES` rule;
+    ``value_of(field)`` gives each value (None: not given)."""
+    for name, flag, rule in RANGES:
+        v = value_of(name)
+        if v is None:
+            continue
+        if rule.startswith(">="):
+            lo = int(rule[2:])
+            if v < lo:
+                hint = " (omit it for torch's default)" if name == "threads" else ""
+                raise BenchError(f"{flag} must be >= {lo}, got {v}{hint}")
+        elif not math.isfinite(v) or v < 0 or (rule == "num>0" and v == 0):
+            raise BenchError(f"{flag} must be a {'positive' if rule == 'num>0' else 'non-negative'} number, got {v}")
+
+
 @dataclass
 class BenchOptions:
     """The benchmark's settings (``msvit-bench`` flags of the same names); the report's
@@ -57,18 +81,11 @@ class BenchOptions:
             self.targets = [t.strip() for t in self.targets.split(",") if t.strip()]
         if self.targets is not None and "all" in self.targets:
             self.targets = None
-        if self.batch < 1 or self.iters < 1 or self.warmup < 0 or self.block < 1 or not self.fps > 0 \
-                or not math.isfinite(self.fps) or not (math.isfinite(self.min_time) and self.min_time >= 0):
-            raise BenchError("need --batch >= 1, --iters >= 1, --warmup >= 0, --fps > 0, --block >= 1, "
-                             "--min-time >= 0")
-        if self.threads is not None and self.threads < 1:
-            raise BenchError(f"--threads must be >= 1, got {self.threads}")
+        check_ranges(lambda name: getattr(self, name))
         if self.device not in DEVICES:
             raise BenchError(f"unknown --device {self.device!r}; choose {', '.join(DEVICES)}")
         if self.pipeline is not None and not Path(self.pipeline).is_file():
             raise BenchError(f"--pipeline {self.pipeline}: no such video file")
-        if self.pipeline_frames < 1 or self.pipeline_iters < 1:
-            raise BenchError("need --pipeline-frames >= 1 and --pipeline-iters >= 1")
         from ..export.targets import get_target
 
         for t in self.targets or []:
