@@ -1,6 +1,7 @@
 """How fast each precision runs, and whether it keeps decisions: one process, interleaved, batch 1.
 
-    nice python research/precision_speed.py                       # both fixtures, every target/precision
+    python research/precision_speed.py --weights-dir ../shared/weights --eval ../shared/data/faces/eval \\
+        --calib ../shared/data/faces/calib                          # both fixtures, every target/precision
     python research/precision_speed.py --tiny                     # a smoke run (few images, short timing)
     python research/precision_speed.py --targets openvino,onnx --precisions fp32,int8,auto
 
@@ -29,9 +30,8 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-FIXTURES = {"demo": SHARED / "weights" / "ms_eff_vit_b0_demo.bin",
-            "confident": SHARED / "weights" / "ms_eff_vit_b0_confident.bin"}
+#: the two checkpoints of the shared data's weights/ folder (--weights-dir)
+FIXTURES = {"demo": "ms_eff_vit_b0_demo.bin", "confident": "ms_eff_vit_b0_confident.bin"}
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -85,8 +85,9 @@ def interleaved(runners: dict[str, callable], x1: np.ndarray, rounds: int, iters
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fixtures", default="demo,confident", help="comma list of demo,confident")
-    ap.add_argument("--eval", type=Path, default=SHARED / "data" / "faces" / "eval")
-    ap.add_argument("--calib", type=Path, default=SHARED / "data" / "faces" / "calib")
+    ap.add_argument("--weights-dir", type=Path, required=True, help="folder holding the fixtures' .bin files")
+    ap.add_argument("--eval", type=Path, required=True)
+    ap.add_argument("--calib", type=Path, required=True)
     ap.add_argument("--targets", default="onnx,openvino,executorch,litert")
     ap.add_argument("--precisions", default="fp32,fp16,bf16,int8,auto")
     ap.add_argument("--threads", type=int, default=2)
@@ -114,7 +115,7 @@ def main(argv=None) -> int:
     tmp_root = Path(tempfile.mkdtemp(prefix="precision-speed-"))
     rows = []
     for fixture in args.fixtures.split(","):
-        model = create_model("ms_eff_vit_b0", weights=FIXTURES[fixture]).eval()
+        model = create_model("ms_eff_vit_b0", weights=args.weights_dir / FIXTURES[fixture]).eval()
         ev = resolve_data(args.eval, model.img_size)
         x, labels = ev.x[:16] if args.tiny else ev.x, (ev.labels[:16] if args.tiny else ev.labels) \
             if ev.labels is not None else None
@@ -123,7 +124,7 @@ def main(argv=None) -> int:
             ref = np.concatenate([model(torch.from_numpy(x[i:i + 32])).numpy() for i in range(0, len(x), 32)])
         p_ref = sigmoid(ref)
         floor, floor_flips = noise_floor(model, x)
-        print(f"\n## {fixture} ({FIXTURES[fixture].name}): {len(x)} eval images · noise floor max|ΔP| "
+        print(f"\n## {fixture} ({FIXTURES[fixture]}): {len(x)} eval images · noise floor max|ΔP| "
               f"{floor:.4f}, {floor_flips} flips (±0.5 pixel step, worst of 3 seeds)")
         out = (args.out or tmp_root) / fixture
         runners = {"torch eager fp32": lambda a: model(torch.from_numpy(a)).detach().numpy()}
