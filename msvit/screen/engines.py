@@ -115,6 +115,20 @@ def import_ray():
     return ray
 
 
+#: Ray's token-auth settings; when none is given, a local cluster gets a token of its own
+_RAY_AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+
+def _session_token() -> None:
+    """A fresh auth token for the local cluster msvit starts, in the environment its processes
+    inherit: Ray would otherwise generate one and save it as ``~/.ray/auth_token`` in the user's
+    home (nothing msvit runs writes there). A token the user set up is left alone."""
+    import secrets
+
+    if not any(os.environ.get(k) for k in _RAY_AUTH_ENV):
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+
+
 def start_ray(address: str | None, num_cpus: int | None) -> tuple[Any, bool]:
     """Join ``address`` (``auto`` or ``HOST:PORT``), reuse a Ray already initialised in this
     process, or start a local one with ``num_cpus``. Dashboard off, no logging to the driver's
@@ -127,6 +141,7 @@ def start_ray(address: str | None, num_cpus: int | None) -> tuple[Any, bool]:
         if address:
             ray.init(address=address, **kw)
         else:
+            _session_token()
             ray.init(num_cpus=num_cpus, **kw)
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise EngineUnavailableError(f"cannot {'join the Ray cluster at ' + address if address else 'start Ray'}: "
