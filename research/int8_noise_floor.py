@@ -27,30 +27,11 @@ from msvit.quantize.sensitivity import (
     fake_quantize_weight,
     activation_ranges,
     fake_quantized,
+    layer_macs,
     quantizable_layers,
 )
 
 BB = "feat_extractor.backbone."
-
-
-@torch.no_grad()
-def layer_macs(model: torch.nn.Module, x: torch.Tensor) -> dict[str, int]:
-    """Multiply-adds of each Conv2d/Linear in one forward of ``x`` (one image)."""
-    macs: dict[str, int] = {}
-
-    def hook(name):
-        def fn(mod, inp, out):
-            # each output element costs one weight row: in/groups*kh*kw (conv) or in_features (linear)
-            macs[name] = macs.get(name, 0) + out.numel() * mod.weight[0].numel()
-        return fn
-
-    hs = [m.register_forward_hook(hook(n)) for n, m in quantizable_layers(model).items()]
-    try:
-        model(x[:1])
-    finally:
-        for h in hs:
-            h.remove()
-    return macs
 
 
 def main() -> None:
