@@ -115,7 +115,8 @@ def test_openvino_runtime_applies_the_recorded_exec_precision(tmp_path):
     if can_execute("openvino", "bf16")[0]:
         with runtime.load(path) as s:
             assert s.exec_precision == "bf16"
-            assert "bf16" in str(s.compiled.get_property("INFERENCE_PRECISION_HINT"))
+            # OpenVINO spells the compiled hint "<Type: 'bfloat16'>"
+            assert "bfloat16" in str(s.compiled.get_property("INFERENCE_PRECISION_HINT"))
     else:
         with pytest.raises(TargetUnavailableError, match="bf16 needs"):
             runtime.load(path)

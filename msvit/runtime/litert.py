@@ -177,7 +177,8 @@ class LiteRTSession(Session):
     def output_names(self) -> list[str]:
         return sorted(self._outs)
 
-    def _feed(self, x: np.ndarray) -> np.ndarray:
+    def _as_input(self, x: np.ndarray) -> np.ndarray:
+        # not Session._feed (shape check + pixels for image graphs): the interpreter's layout/dtype
         d = self._in
         if self.input_spec.kind == "tensor" and self.input_spec.layout == "NHWC" and x.ndim == 4 and x.shape[1] == 3:
             x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
@@ -192,7 +193,7 @@ class LiteRTSession(Session):
         return x
 
     def _outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        out = self.runner(**{self.input_name: self._feed(x)})
+        out = self.runner(**{self.input_name: self._as_input(x)})
         res = {}
         for k, v in out.items():
             d = self._outs[k]
