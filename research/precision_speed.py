@@ -2,7 +2,8 @@
 
     python research/precision_speed.py --weights-dir ../shared/weights --eval ../shared/data/faces/eval \\
         --calib ../shared/data/faces/calib                          # both fixtures, every target/precision
-    python research/precision_speed.py --tiny                     # a smoke run (few images, short timing)
+    python research/precision_speed.py --weights-dir ../shared/weights --eval ../shared/data/faces/eval \
+        --calib ../shared/data/faces/calib --tiny                   # a smoke run (few images, short timing)
     python research/precision_speed.py --targets openvino,onnx --precisions fp32,int8,auto
 
 Rows: torch eager FP32, a naive ``torch.onnx.export`` + onnxruntime session (no msvit), and every
@@ -29,13 +30,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from msvit import metrics
+
 ROOT = Path(__file__).resolve().parents[1]
 #: the two checkpoints of the shared data's weights/ folder (--weights-dir)
 FIXTURES = {"demo": "ms_eff_vit_b0_demo.bin", "confident": "ms_eff_vit_b0_confident.bin"}
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.asarray(z, np.float64).reshape(-1)))
+    """msvit's P(fake), flattened."""
+    return metrics.sigmoid(z).reshape(-1)
 
 
 def noise_floor(model: torch.nn.Module, x: np.ndarray, seeds: int = 3, steps: float = 0.5) -> tuple[float, int]:

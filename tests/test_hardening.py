@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -363,6 +364,35 @@ def test_sigterm_during_export_cleans_up_and_exits_143(tmp_path, capsys, no_veri
     assert err.strip() == "interrupted: nothing was published (SIGTERM)"
     assert list(out.iterdir()) == []  # no artifact, no manifest, no .msvit-tmp-*
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is run_cli's only while it runs
+
+
+_OV_SESSIONS_THEN_SIGTERM = """
+import os, signal, sys
+import openvino as ov, openvino.opset13 as ops
+from msvit import runtime
+from msvit.errors import run_cli
+from msvit.runtime.openvino import set_metadata
+x = ops.parameter([1, 3, 224, 224], ov.Type.f32, name="image")
+y = ops.reshape(ops.reduce_mean(x, [1, 2, 3], keep_dims=False), [1, 1], False)
+y.output(0).get_tensor().set_names({"logit"})
+m = ov.Model([y], [x], "tiny")
+set_metadata(m, {"precision": "fp32", "input_shape": "1x3x224x224"})
+ov.save_model(m, sys.argv[1])
+a, b = runtime.load(sys.argv[1]), runtime.load(sys.argv[1])
+a.close(); del a; b.close(); del b  # closed out of the order they were opened in
+sys.exit(run_cli(lambda _: os.kill(os.getpid(), signal.SIGTERM) or 0, None, "interrupted"))
+"""
+
+
+def test_sigterm_after_openvino_sessions_closed_out_of_order_is_handled(tmp_path):
+    """OpenVINO's CPU plugin swaps the thread's signal alternate stack per Core; sessions on
+    separate Cores closed out of order left it dangling and the next signal was a SIGSEGV
+    (exit 139, no traceback: the CI crash). msvit's one shared Core keeps SIGTERM a clean 143."""
+    pytest.importorskip("openvino")
+    r = subprocess.run([sys.executable, "-c", _OV_SESSIONS_THEN_SIGTERM, str(tmp_path / "t.xml")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == EXIT_TERMINATED, (r.returncode, r.stderr[-2000:])
+    assert r.stderr.strip().endswith("interrupted (SIGTERM)")
 
 
 def test_ctrl_c_exits_130_with_one_line(capsys):

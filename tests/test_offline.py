@@ -135,9 +135,6 @@ def test_predict_offline(tmp_path, demo_weights_path):
     assert "western_real_1.jpg" in (tmp_path / "p.csv").read_text()
 
 
-@pytest.mark.xfail(strict=True, reason="Ray's dashboard head runs its usage_stats module even with usage stats "
-                   "off: it probes the cloud metadata endpoints (169.254.169.254:80, metadata.google.internal) once "
-                   "per cluster start (ray/dashboard/modules/usage_stats/usage_stats_head.py run()); open in issue 22")
 def test_screen_on_a_local_ray_cluster_offline(tmp_path, demo_weights_path):
     """msvit-screen starts its own Ray cluster: it talks to it over loopback only, usage stats
     and dashboard off, and exits promptly."""

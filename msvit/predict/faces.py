@@ -271,9 +271,9 @@ class _TFLite:
             self.backend = mod.split(".")[0]
             return
         if importlib.util.find_spec("openvino") is not None:
-            import openvino as ov
+            from ..runtime.ov_core import core as ov_core
 
-            core = ov.Core()
+            core = ov_core()
             cfg = {"INFERENCE_NUM_THREADS": int(threads)} if threads else {}
             self.compiled = core.compile_model(core.read_model(str(path)), "CPU", cfg)
             self.req = self.compiled.create_infer_request()

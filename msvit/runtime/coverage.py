@@ -167,7 +167,9 @@ def openvino_coverage(model: str | os.PathLike | Any) -> Coverage:
     import openvino as ov
 
     if not isinstance(model, ov.Model):
-        model = ov.Core().read_model(str(model))
+        from .ov_core import core
+
+        model = core().read_model(str(model))
 
     def dims(ps: Any) -> list[int]:
         return _known(d.get_length() if d.is_static else None for d in ps)

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import ArtifactError
 from .base import InputSpec, Session, batch_from_shape, first_line
+from .ov_core import core
 from .precision import OV_HINTS, exec_precision_of, require_execution
 
 RT_KEY = "msvit"
@@ -26,13 +27,11 @@ def set_metadata(model: Any, metadata: dict[str, str]) -> None:
 
 
 def _read_model(path: str | os.PathLike) -> Any:
-    import openvino as ov
-
     p = Path(path)
     if not p.with_suffix(".bin").is_file():
         raise ArtifactError(f"{p}: its weights file {p.with_suffix('.bin').name} is missing beside it")
     try:
-        return ov.Core().read_model(str(p))
+        return core().read_model(str(p))
     except Exception as e:
         raise ArtifactError(f"{p}: OpenVINO cannot read this IR ({first_line(e)})") from None
 
@@ -54,8 +53,6 @@ class OVSession(Session):
                  exec_precision: str | None = None) -> None:
         """``exec_precision`` overrides the recorded one (fp32 | bf16 | fp16); a precision this
         CPU cannot execute is a :class:`~msvit.errors.TargetUnavailableError`, never a silent f32."""
-        import openvino as ov
-
         model = _read_model(path)
         meta = _metadata_of(model)
         prec = exec_precision or exec_precision_of(meta)
@@ -67,7 +64,7 @@ class OVSession(Session):
         if threads:
             cfg["INFERENCE_NUM_THREADS"] = threads
         try:
-            self.compiled = ov.Core().compile_model(model, "CPU", cfg)
+            self.compiled = core().compile_model(model, "CPU", cfg)
         except Exception as e:
             raise ArtifactError(f"{path}: OpenVINO cannot compile it ({first_line(e)})") from None
         self.request = self.compiled.create_infer_request()

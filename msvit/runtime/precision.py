@@ -32,9 +32,9 @@ def exec_precision_of(metadata: dict[str, str]) -> str:
 @lru_cache(maxsize=None)
 def openvino_capabilities() -> tuple[str, ...]:
     """OpenVINO CPU plugin's OPTIMIZATION_CAPABILITIES (FP32, INT8, BF16, FP16, ...)."""
-    import openvino as ov
+    from .ov_core import core
 
-    return tuple(str(c) for c in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    return tuple(str(c) for c in core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
 
 
 def can_execute(fmt: str, precision: str) -> tuple[bool, str]:

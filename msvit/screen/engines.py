@@ -12,6 +12,7 @@ sampled and aggregated inside that one call, its crops classified in one artifac
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -129,6 +130,31 @@ def _session_token() -> None:
         os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
 
 
+@contextlib.contextmanager
+def _no_api_server(ray) -> Iterator[None]:
+    """While a local head starts: no API-server (dashboard) process. With the dashboard off, Ray
+    still starts that process for its UsageStatsHead module, which probes the cloud metadata
+    endpoints (169.254.169.254, metadata.google.internal) even with usage stats disabled
+    (ray/dashboard/modules/usage_stats/usage_stats_head.py ``run``), and Ray has no switch for it.
+    Returning (None, None) is Ray's own path for an API server that failed to start; msvit-screen
+    needs none of its modules (no jobs, no state API). tests/test_offline.py watches the result."""
+    services = getattr(getattr(ray, "_private", None), "services", None)
+    if services is None or not hasattr(services, "start_api_server"):
+        yield  # another Ray layout: the offline test says whether it still probes
+        return
+    real = services.start_api_server
+
+    def start_api_server(include_dashboard, *args, **kwargs):
+        if include_dashboard:
+            return real(include_dashboard, *args, **kwargs)
+        return None, None
+    services.start_api_server = start_api_server
+    try:
+        yield
+    finally:
+        services.start_api_server = real
+
+
 def start_ray(address: str | None, num_cpus: int | None) -> tuple[Any, bool]:
     """Join ``address`` (``auto`` or ``HOST:PORT``), reuse a Ray already initialised in this
     process, or start a local one with ``num_cpus``. Dashboard off, no logging to the driver's
@@ -142,7 +168,8 @@ def start_ray(address: str | None, num_cpus: int | None) -> tuple[Any, bool]:
             ray.init(address=address, **kw)
         else:
             _session_token()
-            ray.init(num_cpus=num_cpus, **kw)
+            with _no_api_server(ray):
+                ray.init(num_cpus=num_cpus, **kw)
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise EngineUnavailableError(f"cannot {'join the Ray cluster at ' + address if address else 'start Ray'}: "
                                      f"{e}") from None
