@@ -99,6 +99,11 @@ def main(argv=None) -> int:
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--out", type=Path, default=None, help="keep the artifacts here (default: a temp dir)")
     ap.add_argument("--json", type=Path, default=None, help="write every row as JSON here")
+    ap.add_argument("--max-dprob", default="0.05",
+                    help="the guard's gate, as msvit-export's: a number, or 'floor' (keeps decisions: within FP32's "
+                         "own noise floor)")
+    ap.add_argument("--time-failing", action="store_true",
+                    help="also time artifacts the guard or parity check failed (rows marked 'failed')")
     ap.add_argument("--tiny", action="store_true", help="smoke run: 16 eval images, 16 calib, 2 rounds x 3")
     args = ap.parse_args(argv)
 
@@ -109,13 +114,19 @@ def main(argv=None) -> int:
     from msvit.metrics import label_metrics
     from msvit.quantize import load_calibration
 
+    from msvit.export import ExportOptions
+    from msvit.quantize import Int8Options
+
+    gate = args.max_dprob if args.max_dprob == "floor" else float(args.max_dprob)
+    options = ExportOptions(int8=Int8Options(max_dprob=gate))
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OPENVINO_TELEMETRY", "0")
     if args.tiny:
         args.rounds, args.iters = 2, 3
     print(f"CPU: {cpu_name()} · {os.cpu_count()} cores · vector flags: {cpu_vector_summary()} · "
           f"int8 features: {', '.join(cpu_int8_features()) or 'none (no VNNI/AMX/dot-product)'}")
-    print(f"threads {args.threads}, batch 1, {args.rounds} rounds x {args.iters} iterations, interleaved")
+    print(f"threads {args.threads}, batch 1, {args.rounds} rounds x {args.iters} iterations, interleaved; "
+          f"guard gate --max-dprob {args.max_dprob}")
     tmp_root = Path(tempfile.mkdtemp(prefix="precision-speed-"))
     rows = []
     for fixture in args.fixtures.split(","):
@@ -141,11 +152,13 @@ def main(argv=None) -> int:
                 if p != "auto" and p not in TARGETS[t].precisions:
                     continue
                 r = export(model, t, p, out, verify_data=args.eval, calib=calib if p in ("int8", "auto") else None,
-                           log=None, strict=False)
+                           log=None, strict=False, options=options)
                 name = f"{t} {p}"
                 if not r.ok or r.path is None:
                     print(f"  {name}: {r.status}: {r.message[:160]}")
-                    continue
+                    if not (args.time_failing and r.path is not None and r.path.exists()):
+                        continue
+                    name += " (failed)"
                 s = runtime.load(r.path, threads=args.threads)
                 sessions.append(s)
                 runners[name] = s.run

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import MsvitError
-from ..export.validate import DEFAULT_ATOL, compare
+from ..export.validate import compare, default_atol
 from .metrics import evaluate
 from .plan import Candidate
 
@@ -49,7 +49,7 @@ def evaluate_row(c: Candidate, x_eval: np.ndarray, ref: np.ndarray, labels: np.n
         if row.max_abs_dprob > float(gate):
             row.fail(f"INT8 max|ΔP| {row.max_abs_dprob:.3f} on this data > the artifact's own gate "
                      f"{float(gate):g} (guard_max_dprob)")
-    atol = DEFAULT_ATOL.get(row.precision)
+    atol = default_atol(row.precision, ref)
     if row.status == "ok" and row.target != "torch" and c.judge_parity and atol is not None:
         parity = compare(ref, logits, atol)  # the export's own check, tolerances and all
         row.parity_atol, row.parity_passed = parity.atol, parity.passed

@@ -27,7 +27,7 @@ from ..quantize import CalibrationSet, Int8Job, Int8Options, Int8Result
 from ..version import package_versions
 from .card import card_markdown
 from .targets import Target, exec_precision
-from .validate import DEFAULT_ATOL, ParityReport, check, compare
+from .validate import ParityReport, check, compare, default_atol
 
 
 @dataclass
@@ -270,7 +270,7 @@ def _verify(ctx: ExportContext, out: TargetOutput, verify: ImageSet, res: "Expor
         if ex in ("fp16", "bf16") and (ctx.precision in ("fp16", "bf16") or ex != exec_precision(ctx.target.name,
                                                                                                    ctx.precision)):
             out.failed = out.failed or _float_guard(ctx, session, verify, res)
-    atol = out.atol if out.atol is not None else DEFAULT_ATOL.get(ctx.precision)
+    atol = out.atol if out.atol is not None else default_atol(ctx.precision, ref)
     res.parity = compare(ref, got, atol, data=verify.description)
     res.verified = "ran"
 
