@@ -165,6 +165,25 @@ def test_fp16_onnx_reloads_with_its_recorded_precision_and_is_guarded(demo_model
     assert "**fp16**" in card and "fp16 types" in card
 
 
+def test_fp16_under_the_floor_gate_measures_the_floor_of_its_own_verification_images(demo_model, tmp_path):
+    """--max-dprob floor on a float precision: the guard measures FP32's noise floor on the
+    images it judges (it crashed with 'needs the noise floor' before) and records it."""
+    pytest.importorskip("onnxruntime")
+    from msvit.export import ExportOptions, export
+    from msvit.quantize import Int8Options
+    from msvit.quantize.floor import noise_floor
+
+    r = export(demo_model, "onnx", "fp16", tmp_path, log=None,
+               options=ExportOptions(int8=Int8Options(max_dprob="floor")))
+    assert r.ok and r.extra["guard_gate"] == "floor" and r.extra["guard"]["n"] == 8
+    from msvit.data import resolve_data
+
+    floor = noise_floor(demo_model, resolve_data(None, demo_model.img_size).x)
+    assert r.extra["noise_floor_max_dprob"] == pytest.approx(floor.max_abs_dprob, abs=1e-6)
+    assert r.extra["guard_max_dprob"] == pytest.approx(floor.max_abs_dprob, abs=1e-6)
+    assert r.extra["guard"]["floor_ratio"] <= 1.0
+
+
 @pytest.mark.slow
 def test_executorch_fp16_is_judged_by_the_guard_and_reloads_with_its_precision(demo_model, tmp_path):
     """XNNPACK fp16 runs on this CPU; on this model it moves decisions (confident fixture: max |ΔP|

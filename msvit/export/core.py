@@ -280,18 +280,21 @@ def _float_guard(ctx: ExportContext, session: Any, verify: ImageSet, res: "Expor
     the same images INT8 would be (every calibration image + --verify-data when calibration is
     given, else the verification images). Returns why it failed, or ""."""
     from ..quantize import verify_set
-    from ..quantize.guard import evaluate
+    from ..quantize.floor import noise_floor
+    from ..quantize.guard import evaluate, gate_info
 
     gate = ctx.options.int8.gate
     if ctx.calib is not None:
         x, labels, name = verify_set(ctx.calib, ctx.options.int8.verify_data, ctx.img_size)
     else:
         x, labels, name = verify.x, verify.labels, verify.description
+    if gate.uses_floor and gate.floor is None:  # --max-dprob floor: the floor of these very images
+        gate = gate.with_floor(noise_floor(ctx.model, x))
     ref = np.concatenate([ctx.model(torch.from_numpy(x[i:i + 32])).numpy() for i in range(0, len(x), 32)])
     rep = evaluate(ref, session.run, x, labels, gate, name)
-    res.extra.update({"guard": rep.to_dict(), "guard_passed": rep.passed, "guard_max_dprob": gate.max_dprob,
-                      "guard_bound_dprob": round(rep.bound_dprob, 6), "guard_bound_method": gate.describe(),
-                      "guard_n": rep.n, "guard_weakly_verified": rep.weakly_verified})
+    res.extra.update({"guard": rep.to_dict(), "guard_passed": rep.passed, **gate_info(gate),
+                      "guard_bound_dprob": round(rep.bound_dprob, 6), "guard_n": rep.n,
+                      "guard_weakly_verified": rep.weakly_verified})
     if ctx.log:
         ctx.log(f"  {ctx.metadata['exec_precision']} guard: {rep.summary()}")
     if rep.passed:
