@@ -34,6 +34,15 @@ def test_plan_maps_defaults_and_refusals():
         plan_maps(["hirescam"], "low", gradients=False)
 
 
+def test_timing_keeps_the_first_call_apart():
+    from msvit.explain.cli import _steady_ms
+
+    # (ms per crop, crops) per call: the first pays one-time setup; the rest are weighted by crops
+    assert _steady_ms([(1700.0, 1), (40.0, 3), (50.0, 1)]) == 40.0
+    assert _steady_ms([(1700.0, 1), (40.0, 1), (50.0, 3)]) == 50.0
+    assert _steady_ms([(90.0, 3)]) == 90.0  # one call: nothing to set apart
+
+
 def test_map_to_crop_removes_the_letterbox_padding():
     from msvit.preprocess import letterbox, letterbox_geometry
 
