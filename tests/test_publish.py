@@ -30,8 +30,18 @@ ART = "ms_eff_vit_b0_fp32.onnx"
 SET = [ART, ART + ".json", ART + ".md"]
 
 
+_SHA: dict[tuple[int, int, int, int], str] = {}
+
+
 def _sha(p: Path) -> str:
-    return hashlib.sha256(p.read_bytes()).hexdigest()
+    """sha256 of ``p``, kept per inode: a rename keeps inode, size and mtime, so the watcher hashes
+    each file once and sees every publish step (hashing the 21 MB artifact again at every look
+    made it miss steps on a busy CI machine: it killed too late, after the set was complete)."""
+    st = p.stat()
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _SHA:
+        _SHA[key] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return _SHA[key]
 
 
 def _visible(out: Path) -> list[Path]:
@@ -202,9 +212,10 @@ def test_sigkill_inside_publish_never_shows_an_unvouched_artifact(tmp_path, prev
         for name in SET:
             shutil.copy2(previous_set / name, out / name)
         old = {n: _sha(out / n) for n in SET}
-    # every rename held 0.4 s after it happened: the folder is watched between publish steps
+    # every rename held 1.5 s after it happened (an export makes 6-9): the folder is watched
+    # between publish steps, each look far shorter than the hold
     cmd = ["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=rename", "-e",
-           "inject=rename:delay_exit=400000", *_export_cmd(out, overwrite)]
+           "inject=rename:delay_exit=1500000", *_export_cmd(out, overwrite)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(tmp_path),
                             start_new_session=True)
     seen, steps, deadline = [(p.name, p.stat().st_ino) for p in _visible(out)], 0, time.monotonic() + 900
@@ -214,6 +225,8 @@ def test_sigkill_inside_publish_never_shows_an_unvouched_artifact(tmp_path, prev
             assert time.monotonic() < deadline
             now = [(p.name, p.stat().st_ino) for p in _visible(out)]
             if now != seen:
+                changed = set(now) ^ set(seen)  # one rename: one name comes or goes
+                assert len(changed) == 1, f"the watcher missed a publish step (after {steps}): {sorted(changed)}"
                 steps, seen = steps + 1, now
                 assert _check(out) == [], f"after publish step {steps}: {seen}"
             time.sleep(0.01)
