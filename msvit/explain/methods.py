@@ -15,6 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import UsageError
+from ..model.info import model_info
 
 BRANCHES = ("low", "high")
 #: artifact output name of each branch's CAM tokens (``msvit-export --explain-outputs``)
@@ -112,7 +113,7 @@ class TorchExplainer:
         self.model = model.eval()
         self.layers = model.cam_layers()
         self.target = target
-        self.size = int(getattr(model, "img_size", 224))
+        self.size = model_info(model).img_size
 
     def maps(self, x: np.ndarray, specs: list[MapSpec]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
         """``x`` (N, 3, S, S) preprocessed crops -> ``({key: (N, S, S)}, {key: ms per crop})``."""

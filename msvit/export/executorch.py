@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import ExportError
+from ..model.info import model_info
 from ..quantize import run_int8
 from ..quantize.executorch import ExecuTorchInt8
 from ..runtime.base import example_input, quiet_output
@@ -63,7 +64,7 @@ class HalfPrecision(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = copy.deepcopy(model).half().eval()
-        self.img_size = getattr(model, "img_size", 224)
+        self.info = model_info(model)  # example_input and cards read the wrapped model's facts
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x.half()).float()

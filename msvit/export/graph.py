@@ -23,7 +23,7 @@ class ImageInput(nn.Module):
         super().__init__()
         self.model = model
         self.explain = explain
-        self.img_size = model_info(model).img_size
+        self.info = model_info(model)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, 1, 1, 3), False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 1, 1, 3), False)
 
@@ -44,7 +44,7 @@ class ExplainOutputs(nn.Module):
         super().__init__()
         self.model = model
         self.with_prob = with_prob
-        self.img_size = int(getattr(model, "img_size", 224))
+        self.info = model_info(model)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         logit, low, high = self.model.forward_cam_tokens(x)
