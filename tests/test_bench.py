@@ -234,6 +234,29 @@ def test_table_fits_100_columns(torch_report):
     assert max(len(line) for line in text.splitlines()) <= 100
 
 
+def test_long_notes_are_numbered_lines_under_the_table(torch_report):
+    """A long note is one numbered line under the table, its row's cell holds the number; one
+    note shared by two rows is printed once; a short note stays in its cell."""
+    import copy
+
+    from rich.console import Console
+
+    from msvit.bench.report import NOTE_INLINE, print_table
+
+    rep = copy.deepcopy(torch_report)
+    long = "exported from other/unknown weights: parity not judged"
+    rep.rows = [copy.deepcopy(rep.rows[0]) for _ in range(3)]
+    rep.rows[0].note, rep.rows[1].note, rep.rows[2].note = long, long, "short"
+    assert len(long) > NOTE_INLINE >= len("short")
+    con = Console(width=100, record=True, force_terminal=False)
+    print_table(rep, console=con)
+    lines = con.export_text().splitlines()
+    rows = [ln.replace(" ", "") for ln in lines if ln.startswith("│") and "PyTorch" in ln]
+    assert [r.rsplit("│", 2)[1] for r in rows] == ["(1)", "(1)", "short"]
+    assert [ln for ln in lines if long in ln] == [f"(1) {long}"]
+    assert max(len(ln) for ln in lines) <= 100
+
+
 def test_int8_row_over_its_own_gate_is_flagged(onnx_dir, demo_weights, faces_dir, tmp_path):
     """Issue 14: msvit-bench --data flags an INT8 artifact whose max|ΔP| on that data exceeds
     the gate recorded in the artifact (here a copy whose recorded gate is impossibly tight)."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ def _ok(v: bool | None) -> str:
 
 #: the essential columns (fit 100 terminal columns); --wide adds the rest
 NARROW = ("", "format", "prec", "p50 ms", "p99 ms", "±%", "speed-up", "AUC", "agree", "RT", "note")
+#: terminal table: a longer note becomes a numbered line under the table
+NOTE_INLINE = 24
 
 
 def columns(rep: BenchReport, wide: bool = True) -> list[str]:
@@ -91,6 +94,29 @@ def env_lines(rep: BenchReport) -> list[str]:
     return lines
 
 
+@dataclass
+class Footnotes:
+    """Long table notes as numbered lines under the table (a row's note cell keeps its number):
+    a note folded over three lines in a narrow column made every row three lines tall."""
+
+    numbers: dict[str, int]
+
+    def cell(self, note: str) -> str:
+        return f"({self.numbers[note]})" if note in self.numbers else note
+
+    def lines(self) -> list[str]:
+        return [f"({n}) {note}" for note, n in self.numbers.items()]
+
+
+def footnotes(notes: list[str], inline: int = NOTE_INLINE) -> Footnotes:
+    """Number each distinct note longer than ``inline`` characters, in order of first use."""
+    numbers: dict[str, int] = {}
+    for note in notes:
+        if len(note) > inline and note not in numbers:
+            numbers[note] = len(numbers) + 1
+    return Footnotes(numbers)
+
+
 def print_table(rep: BenchReport, console: Any = None, wide: bool = False) -> None:
     """The terminal report: the essential columns in 100 terminal columns, or all with ``wide``."""
     from rich.console import Console
@@ -108,11 +134,14 @@ def print_table(rep: BenchReport, console: Any = None, wide: bool = False) -> No
     # rows that could not run have no figures: one line each under the table, not a row whose
     # note folds over five lines beside a dozen empty cells
     timed = [r for r in rep.rows if r.status != "unavailable"]
+    notes = footnotes([r.note for r in timed])
     for r in timed:  # escape: notes carry "[...]" (pip extras) that rich would take for markup
-        tab.add_row(*(escape(c) for c in cells(rep, r, wide)))
+        tab.add_row(*(escape(c) for c in cells(rep, r, wide)[:-1]), escape(notes.cell(r.note)))
     for line in env_lines(rep):
         con.print(line, style="dim", highlight=False, overflow="fold", markup=False)
     con.print(tab)
+    for line in notes.lines():
+        con.print(line, highlight=False, overflow="fold", markup=False)
     for r in rep.rows:
         if r.status == "unavailable":
             con.print(f"{r.icon} {r.name} {r.precision}: {r.note}", highlight=False, markup=False)
