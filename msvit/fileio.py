@@ -21,6 +21,8 @@ from .errors import UsageError
 
 #: prefix of the private work folders exports create inside their output folder
 TMP_PREFIX = ".msvit-tmp-"
+#: a writability probe in an output folder, made and removed before any work
+PROBE_PREFIX = ".msvit-probe-"
 _TMP_PID = re.compile(re.escape(TMP_PREFIX) + r"(\d+)-")
 _IMPORTED_AT = time.time()
 
@@ -316,7 +318,7 @@ def cannot_write_in(folder: str | os.PathLike) -> str:
     and removing an empty temp file: permission bits say nothing for root, nor for /proc, /sys or
     a read-only mount."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".msvit-probe-")
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=PROBE_PREFIX)
     except OSError as e:
         return e.strerror or str(e)
     os.close(fd)

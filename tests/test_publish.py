@@ -24,7 +24,7 @@ import pytest
 from conftest import DEMO_WEIGHTS, ROOT
 
 from msvit.errors import EXIT_TERMINATED, run_cli
-from msvit.fileio import TMP_PREFIX
+from msvit.fileio import PROBE_PREFIX, TMP_PREFIX
 
 ART = "ms_eff_vit_b0_fp32.onnx"
 SET = [ART, ART + ".json", ART + ".md"]
@@ -45,7 +45,10 @@ def _sha(p: Path) -> str:
 
 
 def _visible(out: Path) -> list[Path]:
-    return sorted(p for p in out.iterdir() if not p.name.startswith(TMP_PREFIX)) if out.exists() else []
+    """Files under final names: not msvit's work folders, nor the writability probe that the
+    export makes and removes before any work (a fast watcher sees it)."""
+    hidden = (TMP_PREFIX, PROBE_PREFIX)
+    return sorted(p for p in out.iterdir() if not p.name.startswith(hidden)) if out.exists() else []
 
 
 def _violations(out: Path) -> list[str]:
