@@ -43,7 +43,8 @@ def columns(rep: BenchReport, wide: bool = True) -> list[str]:
     return cols + ["note"]
 
 
-def cells(rep: BenchReport, r: BenchRow, wide: bool = True) -> list[str]:
+def cells(rep: BenchReport, r: BenchRow, wide: bool = True, note: str | None = None) -> list[str]:
+    """The row's cells in :func:`columns` order; ``note`` replaces its note (a footnote number)."""
     n = rep.settings.get("batch", 1)
     L, LB = r.latency or {}, r.latency_batch or {}
     prec = r.precision + (f" {100 * r.int8_mac_share:.0f}%" if r.int8_mac_share is not None else "")
@@ -59,7 +60,7 @@ def cells(rep: BenchReport, r: BenchRow, wide: bool = True) -> list[str]:
          "mem MB": _f(r.memory_peak_mb, ".0f"), "RT": _ok(r.realtime), "Acc": _f(r.accuracy, ".3f"),
          "AUC": _f(r.auc, ".3f"), "logloss": _f(r.log_loss, ".3f"), "agree": _f(r.agreement, ".3f"),
          "max|ΔP|": _f(r.max_abs_dprob, ".1e"), "W": _f(r.power_w, ".2f"), "mJ/img": _f(r.energy_mj, ".1f"),
-         "GPU ms": _f((r.gpu_compute or {}).get("median_ms")), "note": r.note}
+         "GPU ms": _f((r.gpu_compute or {}).get("median_ms")), "note": r.note if note is None else note}
     return [v[c] for c in columns(rep, wide)]
 
 
@@ -136,7 +137,7 @@ def print_table(rep: BenchReport, console: Any = None, wide: bool = False) -> No
     timed = [r for r in rep.rows if r.status != "unavailable"]
     notes = footnotes([r.note for r in timed])
     for r in timed:  # escape: notes carry "[...]" (pip extras) that rich would take for markup
-        tab.add_row(*(escape(c) for c in cells(rep, r, wide)[:-1]), escape(notes.cell(r.note)))
+        tab.add_row(*(escape(c) for c in cells(rep, r, wide, note=notes.cell(r.note))))
     for line in env_lines(rep):
         con.print(line, style="dim", highlight=False, overflow="fold", markup=False)
     con.print(tab)

@@ -64,7 +64,7 @@ class HalfPrecision(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = copy.deepcopy(model).half().eval()
-        self.info = model_info(model)  # example_input and cards read the wrapped model's facts
+        self.info = model_info(model)  # what wraps or traces it reads the model's facts (model_info)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x.half()).float()
