@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import DataError
-from .model.ms_eff_vit import IMAGENET_MEAN, IMAGENET_STD
+from .model.variants import IMAGENET_MEAN, IMAGENET_STD
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
 

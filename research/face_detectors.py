@@ -29,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 from msvit.errors import TargetUnavailableError
-from msvit.predict.faces import create_face_detector, crop_box, face_detectors, iou, select_face
+from msvit.predict import create_face_detector, crop_box, face_detectors, iou, select_face
 from msvit.preprocess import load_image
 
 # measured with `pip download --no-deps` (CPython 3.11, manylinux x86-64), MB

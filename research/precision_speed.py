@@ -44,7 +44,7 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 
 def noise_floor(model: torch.nn.Module, x: np.ndarray, seeds: int = 3, steps: float = 0.5) -> tuple[float, int]:
     """FP32's max |ΔP| and flips under uniform ±``steps`` pixel-step noise (worst seed)."""
-    from msvit.model.ms_eff_vit import IMAGENET_STD
+    from msvit.model import IMAGENET_STD
 
     std = np.asarray(IMAGENET_STD, np.float32).reshape(1, 3, 1, 1)
     with torch.no_grad():

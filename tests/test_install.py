@@ -55,7 +55,7 @@ def _run(site: Path, code: str, *argv: str) -> subprocess.CompletedProcess:
 
 
 def test_installed_blazeface_models_are_package_data_with_their_notice(installed):
-    code = ("import msvit, msvit.predict.faces as f; print(msvit.__file__); "
+    code = ("import msvit, msvit.predict.blazeface as f; print(msvit.__file__); "
             "print(f.blazeface_model_path('full')); print(f.blazeface_model_path('short'))")
     r = _run(installed, code)
     assert r.returncode == 0, r.stderr[-3000:]

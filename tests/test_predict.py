@@ -25,7 +25,8 @@ from msvit.predict import (
     pipeline_stage_fns,
     select_face,
 )
-from msvit.predict.faces import BLAZEFACE, Face, blazeface_anchors, weighted_nms
+from msvit.predict.blazeface import BLAZEFACE, blazeface_anchors, weighted_nms
+from msvit.predict.faces import Face
 
 VIDEOS = SHARED / "data" / "videos"
 IMAGES = SHARED / "data" / "images"
@@ -606,9 +607,9 @@ def test_cli_unavailable_runtime_exit_3(demo_weights, tmp_path, capsys, monkeypa
 
 
 def test_cli_list_detectors(capsys, monkeypatch):
-    from msvit.predict import cli, faces
+    from msvit.predict import cli, face_registry
 
-    only = {k: v for k, v in faces.face_detectors().items() if k in ("blazeface", "haar")}
+    only = {k: v for k, v in face_registry.face_detectors().items() if k in ("blazeface", "haar")}
     monkeypatch.setattr(cli, "face_detectors", lambda: only)
     rc, out, err = _cli(["--list-detectors"], capsys)
     assert rc == 0 and "blazeface" in out and "available" in out

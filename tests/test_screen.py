@@ -90,7 +90,7 @@ def _parquet_keys(out: Path) -> collections.Counter:
 @pytest.mark.slow
 def test_screen_on_ray_matches_predict_and_resumes(ray_cluster, onnx_artifact, broken_dir, tmp_path):
     from msvit.predict.cli import main as predict_main
-    from msvit.predict.media import discover
+    from msvit.predict.sources import discover
 
     sources = _sources(broken_dir)
     out = tmp_path / "screen"

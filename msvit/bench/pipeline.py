@@ -44,7 +44,7 @@ def time_pipeline(sessions: list[tuple[str, str, Any]], video: str | os.PathLike
                   tick: Callable[[int], None] | None = None) -> list[PipelineRow]:
     """``sessions``: (name, precision, msvit.runtime.Session) per row, the baseline first."""
     from ..predict import Detector, pipeline_stage_fns
-    from ..predict.faces import DEFAULT_FACE_DETECTOR
+    from ..predict.face_registry import DEFAULT_FACE_DETECTOR
 
     rows, stage_sets, dets = [], [], []
     try:

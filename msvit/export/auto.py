@@ -192,7 +192,7 @@ def export_auto(model: Any, target: str, out_dir: str | Path, *, device_class: s
     manifest: every candidate's guard figures and ms, the speed-up over FP32)."""
     from ..errors import OutputExistsError
     from ..fileio import make_temp_dir
-    from . import artifact_stem
+    from .request import artifact_stem
     from .card import card_markdown
     from .core import existing_outputs, publish, write_json_atomic
 

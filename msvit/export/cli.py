@@ -163,7 +163,7 @@ def _trt_major(args: argparse.Namespace) -> int:
 
 def final_names(args: argparse.Namespace, target: str, precision: str) -> list[str]:
     """The names ``target`` publishes in --out (its manifest is ``<main>.json``)."""
-    from . import artifact_stem
+    from .request import artifact_stem
 
     t = TARGETS[target]
     stem = artifact_stem(SimpleNamespace(variant=args.model, attn_mode=args.attn_mode), precision, args.batch,
@@ -202,7 +202,7 @@ def validate(args: argparse.Namespace) -> list[tuple[str, str]]:
     """Every check that needs neither the model nor the data: run before any work starts
     (a bad value exits 2 with nothing built, downloaded or written). Returns the plan."""
     from ..quantize.calib import MAX_CALIB, MIN_CALIB
-    from . import check_request
+    from .request import check_request
     from .core import existing_outputs, export_time
     from .onnx import OPSET_MIN
 
@@ -223,11 +223,11 @@ def validate(args: argparse.Namespace) -> list[tuple[str, str]]:
                          f"(100-500 face crops is typical); larger sets are not used")
     plan = _plan(args)
     if args.input == "image" and args.target == "all":  # --target all skips what a target cannot do
-        from . import IMAGE_INPUT_TARGETS
+        from .request import IMAGE_INPUT_TARGETS
 
         plan = [(n, p) for n, p in plan if n in IMAGE_INPUT_TARGETS]
     if args.explain_outputs:
-        from . import EXPLAIN_TARGETS, check_explain
+        from .request import EXPLAIN_TARGETS, check_explain
 
         if args.target == "all":
             plan = [(n, p) for n, p in plan if p in EXPLAIN_TARGETS.get(n, ())]
@@ -247,7 +247,7 @@ def validate(args: argparse.Namespace) -> list[tuple[str, str]]:
             continue
         check_request(TARGETS[name], prec, calib_given=bool(args.calib_data))
         if args.input == "image":
-            from . import check_input
+            from .request import check_input
 
             try:
                 check_input(TARGETS[name], prec, args.input)
@@ -295,7 +295,8 @@ def _run(args: argparse.Namespace) -> int:
     from ..data import resolve_data
     from ..model import create_model
     from ..quantize import Int8Options
-    from . import ExportOptions, export
+    from .api import export
+    from .core import ExportOptions
 
     model = create_model(args.model, weights=args.weights, pretrained=bool(args.pretrained),
                          dataset=args.pretrained or "celeb_df_v2", attn_mode=args.attn_mode)

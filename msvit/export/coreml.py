@@ -46,7 +46,7 @@ class ImageModel(nn.Module):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        from ..model.ms_eff_vit import IMAGENET_MEAN, IMAGENET_STD
+        from ..model.variants import IMAGENET_MEAN, IMAGENET_STD
 
         mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)

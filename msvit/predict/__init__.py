@@ -7,19 +7,11 @@ in a wheel. ``msvit-predict`` is its CLI; :class:`Detector` its Python API.
 from ..metrics import sigmoid
 from .aggregate import AGG_MODES, T_FAKE, T_REAL, aggregate, frame_indices
 from .detector import Detector, open_session
-from .faces import (
-    DEFAULT_FACE_DETECTOR,
-    Face,
-    FaceDetector,
-    create_face_detector,
-    crop_box,
-    detector_status,
-    face_detectors,
-    iou,
-    register_face_detector,
-    select_face,
-)
-from .media import discover, read_video_frames
+from .face_registry import (DEFAULT_FACE_DETECTOR, create_face_detector, detector_status, face_detectors,
+                            register_face_detector)
+from .faces import Face, FaceDetector, crop_box, iou, select_face
+from .media import read_video_frames
+from .sources import discover
 from .results import STATUSES, FrameResult, ImageResult, InputError, Prediction, VideoResult
 from .stages import PipelineStages, pipeline_stage_fns
 

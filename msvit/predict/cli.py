@@ -20,7 +20,7 @@ from typing import Any, Callable
 from ..errors import DataError, UsageError, run_cli
 from ..fileio import atomic_write, check_output_dir, check_output_file
 from .aggregate import AGG_MODES
-from .faces import DEFAULT_FACE_DETECTOR, face_detectors
+from .face_registry import DEFAULT_FACE_DETECTOR, face_detectors
 from .draw import save_visuals
 from .results import STATUSES, Prediction
 
@@ -215,7 +215,7 @@ def _guarded(det, src, args) -> Prediction:
 
 
 def list_detectors() -> int:
-    from .faces import detector_status
+    from .face_registry import detector_status
 
     for name, info in face_detectors().items():
         why = detector_status(name)
@@ -233,7 +233,7 @@ def run(args: argparse.Namespace, on_prediction: Callable[[int, Prediction, Any]
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .detector import Detector
-    from .media import discover
+    from .sources import discover
 
     if args.list_detectors:
         return list_detectors()

@@ -19,8 +19,10 @@ from ..errors import DataError, MsvitError
 from ..preprocess import as_rgb, letterbox, normalize
 from ..metrics import sigmoid
 from .aggregate import AGG_MODES, aggregate
-from .faces import DEFAULT_FACE_DETECTOR, FaceDetector, create_face_detector, crop_box, select_face
-from .media import VIDEO_SUFFIXES, Source, VideoFrames, kind_of, read_stream_frames, read_video_frames
+from .face_registry import DEFAULT_FACE_DETECTOR, create_face_detector
+from .faces import FaceDetector, crop_box, select_face
+from .media import VideoFrames, read_stream_frames, read_video_frames
+from .sources import VIDEO_SUFFIXES, Source, kind_of
 from .results import FrameResult, InputError, Prediction
 
 WEIGHTS_SUFFIXES = (".bin", ".safetensors", ".pth", ".pt", ".ckpt")

@@ -160,7 +160,7 @@ class Session:
 def to_image_u8(x: np.ndarray, layout: str = "NHWC") -> np.ndarray:
     """Invert ImageNet normalisation: float32 NCHW -> uint8 RGB (exact for inputs that came
     from uint8 pixels, as every preprocessed image does)."""
-    from ..model.ms_eff_vit import IMAGENET_MEAN, IMAGENET_STD
+    from ..model.variants import IMAGENET_MEAN, IMAGENET_STD
 
     mean = np.asarray(IMAGENET_MEAN, np.float32).reshape(1, 3, 1, 1)
     std = np.asarray(IMAGENET_STD, np.float32).reshape(1, 3, 1, 1)

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterator
 
 from ..errors import EngineUnavailableError
-from ..predict.media import Source
+from ..predict.sources import Source
 
 ENGINES = ("ray", "local")
 

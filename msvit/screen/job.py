@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..errors import UsageError
-from ..predict.media import discover
+from ..predict.sources import discover
 from .engines import ScreenConfig, cluster_cpus, run_local, run_ray, start_ray
 from .store import MANIFEST, InputKey, ResultStore, artifact_sha256, existing_manifest, write_manifest
 
