@@ -27,7 +27,9 @@ export function drawFrame(canvas, rgb, faces, fr) {
   const ctx = canvas.getContext('2d');
   ctx.drawImage(tmp, 0, 0, canvas.width, canvas.height);
   ctx.lineWidth = 2;
-  ctx.font = '14px system-ui, sans-serif';
+  const px = Math.max(14, Math.round(canvas.width / 24));  // readable once the card shrinks the canvas
+  ctx.font = `${px}px system-ui, sans-serif`;
+  ctx.lineWidth = Math.max(2, px / 6);
   for (const f of faces) {
     const chosen = fr.box && f.box.every((v, k) => v === fr.box[k]);
     const [x1, y1, x2, y2] = f.box.map((v) => v * s);
@@ -36,9 +38,9 @@ export function drawFrame(canvas, rgb, faces, fr) {
     if (chosen && fr.p_fake !== null) {
       const label = `P(fake) ${fmt(fr.p_fake)}`;
       ctx.fillStyle = ctx.strokeStyle;
-      ctx.fillRect(x1, Math.max(0, y1 - 18), ctx.measureText(label).width + 8, 18);
+      ctx.fillRect(x1, Math.max(0, y1 - px - 6), ctx.measureText(label).width + 8, px + 6);
       ctx.fillStyle = '#fff';
-      ctx.fillText(label, x1 + 4, Math.max(13, y1 - 5));
+      ctx.fillText(label, x1 + 4, Math.max(px, y1 - 5));
     }
   }
 }
