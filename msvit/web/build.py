@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import ArtifactError, OutputExistsError, UsageError
 from ..fileio import check_output_dir, make_temp_dir
-from ..predict.faces import blazeface_model_path
+from ..predict.blazeface import blazeface_model_path
 
 HERE = Path(__file__).resolve().parent
 #: what the browser runs per format (only ONNX classifiers for now: see docs/web.md)
