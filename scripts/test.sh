@@ -14,5 +14,15 @@ python -m pip install -q --upgrade pip
 python -m pip install -q -e ".[dev]"
 # DeepGuard 1.1.1 is only a parity oracle: --no-deps keeps ultralytics & co. out.
 python -m pip install -q --no-deps "deepguard==1.1.1"
+# the web app's tests drive Debian's Chromium through Playwright (never Playwright's browser
+# download): install it when missing and we can (root + apt); else those tests skip, saying so
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+      || echo "could not apt-get install chromium: the browser tests will skip" >&2
+  else
+    echo "no chromium (apt-get install chromium as root): the browser tests will skip" >&2
+  fi
+fi
 lint-imports  # the layer contract (pyproject.toml): an import loop fails here
 python -m pytest -q --durations=15 "${select[@]}" "$@"

@@ -1,0 +1,138 @@
+"""The web target: a static folder that runs msvit's whole pipeline in a browser.
+
+``build_web(artifact, out)`` copies the page (``index.html`` + the ES modules of ``app/``), the
+classifier artifact with its manifest and card, msvit-predict's BlazeFace full-range model (the
+same file, so boxes match) and the vendored runtimes (onnxruntime-web for the classifier,
+LiteRT.js for BlazeFace: ``runtime/``, pinned, with their licences) into one folder, and writes
+``config.json`` (what the page reads: model paths, threshold, input size, msvit-predict's
+defaults). Nothing is fetched: everything comes from msvit's install.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..errors import ArtifactError, OutputExistsError, UsageError
+from ..fileio import check_output_dir, make_temp_dir
+from ..predict.blazeface import blazeface_model_path
+
+HERE = Path(__file__).resolve().parent
+#: what the browser runs per format (only ONNX classifiers for now: see docs/web.md)
+WEB_FORMATS = (".onnx",)
+WEB_PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass
+class WebConfig:
+    """``config.json``: everything the page needs to know about the folder it is served from."""
+
+    model: str  # classifier, relative to the folder
+    detector: str  # BlazeFace full-range .tflite
+    model_name: str  # what msvit-predict's JSON calls the model ("ONNX fp32 (x.onnx, batch 1)")
+    precision: str
+    threshold: float
+    input_size: int
+    manifest: str | None = None
+    card: str | None = None
+    kit: str | None = None
+    runtimes: dict[str, str] = field(default_factory=dict)
+    defaults: dict[str, float | int | str] = field(default_factory=lambda: {
+        "num_frames": 20, "agg": "conf", "conf_thres": 0.5, "min_face_ratio": 0.01, "margin": 0.2})
+
+
+def runtime_versions() -> dict[str, str]:
+    """The vendored runtimes' pinned versions (runtime/*/VERSION)."""
+    out = {}
+    for d in ("ort", "litert"):
+        v = HERE / "runtime" / d / "VERSION"
+        out[d] = v.read_text().strip() if v.is_file() else "missing"
+    return out
+
+
+def web_folder_name(artifact: Path) -> str:
+    return f"{artifact.stem}_web"
+
+
+def _companions(artifact: Path) -> tuple[Path | None, Path | None]:
+    """The manifest (<artifact>.json) and card (<artifact>.md) export wrote beside it."""
+    man = artifact.with_name(artifact.name + ".json")
+    card = artifact.with_name(artifact.name + ".md")
+    return (man if man.is_file() else None), (card if card.is_file() else None)
+
+
+def check_artifact(artifact: Path) -> None:
+    if not artifact.is_file():
+        raise UsageError(f"{artifact}: no such artifact")
+    if artifact.suffix.lower() not in WEB_FORMATS:
+        raise UsageError(f"{artifact}: the web app runs {', '.join(WEB_FORMATS)} classifiers (export one with "
+                         "msvit-export --target web, or --target onnx)")
+
+
+def build_web(artifact: str | os.PathLike, out: str | os.PathLike, kit: str | os.PathLike | None = None,
+              overwrite: bool = False) -> Path:
+    """Write the web folder for ``artifact`` (an ONNX classifier msvit exported) as ``out``;
+    published whole (built beside it, then renamed). Returns ``out``."""
+    from .. import runtime
+
+    artifact, out = Path(artifact), Path(out)
+    check_artifact(artifact)
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{out} already exists: pass --overwrite to replace it (nothing was done)")
+    check_output_dir(out.parent, "--out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    session = runtime.load(artifact)
+    try:
+        if session.input_spec.kind != "tensor":
+            raise UsageError(f"{artifact}: exported with --input image; the web app feeds the float32 NCHW tensor")
+        name, threshold, size = session.describe(), float(session.threshold), int(session.input_size)
+        precision = session.precision
+    finally:
+        if hasattr(session, "close"):
+            session.close()
+    tmp = make_temp_dir(out.parent)
+    try:
+        shutil.copy2(HERE / "index.html", tmp / "index.html")
+        shutil.copytree(HERE / "app", tmp / "app", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(HERE / "runtime", tmp / "runtime", ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+        (tmp / "model").mkdir()
+        shutil.copy2(artifact, tmp / "model" / artifact.name)
+        man, card = _companions(artifact)
+        for f in (man, card):
+            if f is not None:
+                shutil.copy2(f, tmp / "model" / f.name)
+        det = blazeface_model_path("full")
+        shutil.copy2(det, tmp / "model" / det.name)
+        for notice in ("LICENSE", "NOTICE"):
+            if (det.parent / notice).is_file():
+                shutil.copy2(det.parent / notice, tmp / "model" / f"blazeface.{notice}")
+        kit_rel = None
+        if kit is not None:
+            shutil.copytree(kit, tmp / "kit")
+            kit_rel = "kit/"
+        cfg = WebConfig(model=f"model/{artifact.name}", detector=f"model/{det.name}", model_name=name,
+                        precision=precision, threshold=threshold, input_size=size,
+                        manifest=f"model/{man.name}" if man else None, card=f"model/{card.name}" if card else None,
+                        kit=kit_rel, runtimes=runtime_versions())
+        (tmp / "config.json").write_text(json.dumps(asdict(cfg), indent=1) + "\n")
+        if out.exists():
+            old = out.with_name(out.name + ".old-" + tmp.name)
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def check_vendored() -> None:
+    """ArtifactError when msvit's install lacks the runtimes' files (a broken wheel)."""
+    need = [HERE / "runtime" / "ort" / "ort-wasm-simd-threaded.wasm", HERE / "runtime" / "litert" / "litert_wasm_internal.wasm"]
+    missing = [str(p) for p in need if not p.is_file()]
+    if missing:
+        raise ArtifactError(f"msvit's web runtimes are missing from its install ({', '.join(missing)}): reinstall msvit")
