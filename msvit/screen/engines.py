@@ -53,6 +53,31 @@ def _rss_mb() -> float:
     return kb / (1 << 20) if sys.platform == "darwin" else kb / 1024
 
 
+def node_of() -> dict[str, str | None]:
+    """Where this process runs: ``host`` (hostname), and inside a Ray worker the Ray ``node_id``
+    and ``node_ip`` (two nodes on one machine share host and IP: the node id tells them apart)."""
+    node = dict(host=os.uname().nodename, node_id=None, node_ip=None)
+    ray = sys.modules.get("ray")  # only a Ray worker has it imported and initialised
+    if ray is not None and ray.is_initialized():
+        node.update(node_id=ray.get_runtime_context().get_node_id(), node_ip=ray.util.get_node_ip_address())
+    return node
+
+
+def node_label(rec: dict[str, Any]) -> str:
+    """A short name for the node that scored ``rec``: its Ray node id's first 8 hex digits, or the
+    host for a record made in-process."""
+    return str(rec.get("node_id") or "")[:8] or str(rec.get("host") or "?")
+
+
+def alive_nodes(ray) -> dict[str, bool]:
+    """Ray node id -> whether the cluster still counts it alive (a node that died mid-job shows
+    False)."""
+    try:
+        return {n["NodeID"]: bool(n.get("Alive")) for n in ray.nodes()}
+    except Exception:  # the summary only loses the 'lost' mark
+        return {}
+
+
 class ScreenWorker:
     """One pipeline: ``__call__`` takes a batch of work items (columns ``path kind origin key
     size mtime_ns artifact_sha256``) and returns ``key`` and ``record`` (the JSON text of one
@@ -68,6 +93,7 @@ class ScreenWorker:
                                  tta_hflip=c.tta_hflip, det_size=c.det_size, threads=c.threads,
                                  model_name=c.model_name)
         self.worker = f"{os.uname().nodename}:{os.getpid()}"
+        self.node = node_of()
 
     def record(self, item: dict[str, Any]) -> dict[str, Any]:
         c = self.config
@@ -75,7 +101,8 @@ class ScreenWorker:
         pred = self.detector.predict_source(src, c.num_frames, c.agg, c.faces_only, stream_every=c.stream_every)
         rec = pred.to_dict(frames=True)
         rec.update(key=str(item["key"]), size=int(item["size"]), mtime_ns=int(item["mtime_ns"]),
-                   artifact_sha256=str(item["artifact_sha256"]), worker=self.worker, worker_rss_mb=round(_rss_mb(), 1))
+                   artifact_sha256=str(item["artifact_sha256"]), worker=self.worker, worker_rss_mb=round(_rss_mb(), 1),
+                   **self.node)
         return rec
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
@@ -176,6 +203,23 @@ def start_ray(address: str | None, num_cpus: int | None) -> tuple[Any, bool]:
     return ray, True
 
 
+def ray_errors_to_stderr(ray) -> None:
+    """Ray's driver prints the cluster's error messages on stdout, where msvit-screen's summary
+    goes: a node that dies brings its raylet's whole state dump (hundreds of long lines). Send
+    each message's first line to stderr instead; the full text stays in the node's Ray logs."""
+    w = getattr(getattr(ray, "_private", None), "worker", None)
+    real = getattr(w, "print_to_stdstream", None)
+    if real is None or getattr(real, "msvit_stderr", False):
+        return  # another Ray layout, or already done
+
+    def to_stderr(data, ignore_prefix):
+        if data.get("pid") == "raylet":  # listen_error_messages' messages
+            data = dict(data, is_err=True, lines=[(str(m).splitlines() or [""])[0] for m in data.get("lines", [])])
+        return real(data, ignore_prefix)
+    to_stderr.msvit_stderr = True
+    w.print_to_stdstream = to_stderr
+
+
 def cluster_cpus(ray) -> int:
     return int(ray.cluster_resources().get("CPU", 1))
 
@@ -185,6 +229,7 @@ def run_ray(config: ScreenConfig, items: list[dict[str, Any]], workers: int,
     """Records of ``items`` from an actor pool of ``workers`` actors, as they finish (in no
     particular order). Ray must be started (:func:`start_ray`)."""
     ray = import_ray()
+    ray_errors_to_stderr(ray)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # msvit-screen draws its own
     ctx.print_on_execution_start = False
