@@ -1,5 +1,5 @@
 """A throwaway Ray cluster of several nodes on this machine (tests/test_screen_cluster.py and
-research/screen_throughput.py): each node is a real `ray start` (the head, then `ray start
+research/screen_cluster_throughput.py): each node is a real `ray start` (the head, then `ray start
 --address`), with its own CPUs, ports and a distinguishing resource.
 
 Scoped: `ray stop` would stop every Ray on the machine (other jobs' included), so each `ray start`
@@ -8,7 +8,9 @@ those sessions, the workers their raylets forked, and anything else naming this 
 dir. Not loopback-only: Ray 2.x on Linux "resolves" 127.0.0.1 to the machine's routable address
 for every node that joins a head (services.resolve_ip_for_localhost), and its one-machine switch
 (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0) refuses `ray start --address`; so the nodes use this
-machine's own address, as Ray picks it. Usage stats off, dashboard off, a short temp dir (AF_UNIX socket paths must stay under 107 bytes).
+machine's own address, as Ray picks it. Usage stats off, dashboard off (the API server Ray starts
+anyway gets a free port, not 8265), a short temp dir (AF_UNIX socket paths must stay < 108 bytes).
+Each node's `ray start` runs under a small keeper (a child subreaper) that reaps what it leaves.
 """
 from __future__ import annotations
 

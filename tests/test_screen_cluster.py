@@ -20,8 +20,6 @@ from pathlib import Path
 import pytest
 from conftest import SHARED
 
-pytestmark = pytest.mark.slow
-
 VIDEOS = SHARED / "data" / "videos"
 IMAGES = SHARED / "data" / "images"
 COPIES = 4  # 4 x (2 clips + 7 images) = 36 inputs: both nodes stay busy well past the kill
@@ -77,6 +75,7 @@ def _parquet_keys(out: Path) -> collections.Counter:
     return keys
 
 
+@pytest.mark.slow
 def test_two_nodes_share_the_job_and_losing_one_loses_nothing(onnx_artifact, tmp_path):
     pytest.importorskip("ray.data")
     pytest.importorskip("pyarrow")
@@ -146,3 +145,28 @@ def test_two_nodes_share_the_job_and_losing_one_loses_nothing(onnx_artifact, tmp
         assert int(node_rows[node_id[:8]].group(2)) == n
     assert node_rows[second.node_id[:8]].group(4) and not node_rows[head.node_id[:8]].group(4)
     assert max(len(ln) for ln in lines if str(out) not in ln) <= 100
+
+
+def test_summary_counts_files_per_node_and_marks_the_lost_one():
+    """No cluster needed: records -> per-node shares -> the summary's node lines."""
+    from msvit.screen.cli import summary_lines
+    from msvit.screen.job import ScreenSummary, _count, _mark_lost
+
+    a, b = "a1" * 28, "b2" * 28
+    s = ScreenSummary(inputs=5, engine="ray", wall_s=2.0)
+    for node, worker in ((a, "h:1"), (a, "h:1"), (a, "h:9"), (b, "h:2"), (b, "h:2")):
+        _count(s, dict(key=worker, status="ok", worker=worker, host="h", node_id=node, node_ip="10.0.0.7",
+                       frames_sampled=1, times_ms={}))
+    _mark_lost(s, {a: True, b: False})
+    assert {k: (n.files, len(n.workers), n.lost) for k, n in s.nodes.items()} == \
+        {"a1a1a1a1": (3, 2, False), "b2b2b2b2": (2, 1, True)}
+    lines = summary_lines(s, "out")
+    i = next(i for i, ln in enumerate(lines) if ln.startswith("nodes: "))
+    assert lines[i] == "nodes: 2 screened files, 1 lost mid-job (finished records kept, the rest retried elsewhere)"
+    assert lines[i + 1].startswith("  node a1a1a1a1  10.0.0.7 h") and "3 files  2 worker(s)" in lines[i + 1]
+    assert lines[i + 2].endswith("2 files  1 worker(s)  LOST") and "b2b2b2b2" in lines[i + 2]
+    assert max(map(len, lines)) <= 100
+
+    local = ScreenSummary(inputs=1, engine="local", wall_s=1.0)
+    _count(local, dict(key="k", status="ok", worker="h:1", host="h", node_id=None, node_ip=None, times_ms={}))
+    assert list(local.nodes) == ["h"] and not any(ln.startswith("nodes:") for ln in summary_lines(local, "o"))

@@ -129,6 +129,8 @@ def screen(sources: list[str], out: str | Path, config: ScreenConfig, *, engine:
                     summary.duplicates += 1
                 if on_record is not None:
                     on_record(rec, new)
+            if ray is not None:  # after a finished job only: a dead head would make this wait
+                _mark_lost(summary, alive_nodes(ray))
     except KeyboardInterrupt:
         summary.interrupted = True
         raise
@@ -136,8 +138,6 @@ def screen(sources: list[str], out: str | Path, config: ScreenConfig, *, engine:
         summary.wall_s = time.perf_counter() - t0
         store.close()
         _totals(summary, store, {it["key"] for it in items})
-        if ray is not None:
-            _mark_lost(summary, alive_nodes(ray))
         if started_ray:
             ray.shutdown()
     return summary
