@@ -26,7 +26,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-RAY = str(Path(sys.executable).with_name("ray"))
+RAY = str(Path(sys.executable).with_name("ray")) if Path(sys.executable).with_name("ray").exists() \
+    else (shutil.which("ray") or "ray")
 START_TIMEOUT_S = 120.0
 
 #: runs `ray start` as a child subreaper: the daemons `ray start` leaves behind (and their workers)
