@@ -110,6 +110,7 @@ def main() -> None:
         sources = corpus(args.files, args.copies, tmp / "corpus")
         with RayNodes() as cluster:
             t = time.perf_counter()
+            os.environ.update(cluster.env)  # this process drives the cluster: its auth token
             cluster.start_head(args.node_cpus)
             cluster.add_node(args.node_cpus, "bench_second_node")
             print(json.dumps(dict(cluster_start_s=round(time.perf_counter() - t, 1))), flush=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -98,9 +99,12 @@ class RayNodes:
         self.nodes: list[Node] = []
         self._keepers: list[subprocess.Popen] = []  # one per node, the parent of its daemons
         self.address = ""
-        self.env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_DISABLE_USAGE_STATS="1", **(env or {}))
-        for k in ("RAY_ADDRESS",):  # a cluster named by the caller's environment is not ours
-            self.env.pop(k, None)
+        # token auth with a token of its own: Ray reads ~/.ray/auth_token when one exists there (another
+        # program may make it at any time), and a node or driver that disagrees with the head about it
+        # cannot join. `env` is also what a driver of this cluster needs (msvit-screen --ray-address).
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH") and k != "RAY_ADDRESS"}
+        self.env.update(RAY_USAGE_STATS_ENABLED="0", RAY_DISABLE_USAGE_STATS="1", RAY_AUTH_MODE="token",
+                        RAY_AUTH_TOKEN=secrets.token_hex(32), **(env or {}))
 
     # ------------------------------------------------------------------ start
     def _ray_start(self, name: str, num_cpus: int, args: list[str], env: dict[str, str]) -> Node:

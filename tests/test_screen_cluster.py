@@ -91,8 +91,7 @@ def test_two_nodes_share_the_job_and_losing_one_loses_nothing(onnx_artifact, tmp
         head = cluster.start_head(num_cpus=1)
         second = cluster.add_node(num_cpus=1, name="msvit_second_node")
         assert head.node_id and second.node_id and head.node_id != second.node_id
-        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-        env["RAY_USAGE_STATS_ENABLED"] = "0"
+        env = cluster.env  # its auth token, usage stats off
         cmd = [sys.executable, "-m", "msvit.screen", str(corpus), "--artifact", str(onnx_artifact),
                "--out", str(out), "--ray-address", cluster.address, "--workers", "2", "--threads", "1",
                "--num-frames", str(NUM_FRAMES), "--no-progress"]
