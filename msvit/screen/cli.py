@@ -93,9 +93,24 @@ def summary_lines(s: ScreenSummary, out: str) -> list[str]:
         lines.append(f"ms per sampled frame (summed over workers): {per}")
         rss = max(s.workers.values(), default=0.0)
         lines.append(f"workers: {len(s.workers)} ({s.engine}), peak memory per worker {rss:.0f} MB")
+        if s.engine == "ray":
+            lines += node_lines(s)
     if s.ignored:
         lines.append(f"{s.ignored} files in folders were neither images nor videos (not screened)")
     lines.append(f"records: {JSONL} and {PARTS}/ in {out}")
+    return lines
+
+
+def node_lines(s: ScreenSummary) -> list[str]:
+    """Which Ray nodes screened this run's files, most files first: one line per node (node id's
+    first 8 hex digits, IP, host, files, workers); a node Ray counted dead by the end is marked."""
+    lost = sum(n.lost for n in s.nodes.values())
+    lines = [f"nodes: {len(s.nodes)} screened files" + (f", {lost} lost mid-job (finished records kept, the rest "
+                                                         "retried elsewhere)" if lost else "")]
+    for n in sorted(s.nodes.values(), key=lambda n: (-n.files, n.label)):
+        where = f"{n.node_ip or '?'} {n.host or '?'}"
+        lines.append(f"  node {n.label}  {where[:40]:<40} {n.files:>6} files  {len(n.workers)} worker(s)"
+                     + ("  LOST" if n.lost else ""))
     return lines
 
 

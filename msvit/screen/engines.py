@@ -24,6 +24,11 @@ from ..errors import EngineUnavailableError
 from ..predict.sources import Source
 
 ENGINES = ("ray", "local")
+#: files queued at each Ray actor: one running, one waiting, so the next file's dispatch overlaps
+#: the current one's work (with one, every image waited out Ray's dispatch round trip: 0.43x
+#: msvit-predict's per-core files/s on small images vs 0.82x with two, busy 2-core host; rough).
+#: More would only unbalance the end of a job (a long video queued behind another).
+IN_FLIGHT_PER_ACTOR = 2
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,31 @@ def _rss_mb() -> float:
     return kb / (1 << 20) if sys.platform == "darwin" else kb / 1024
 
 
+def node_of() -> dict[str, str | None]:
+    """Where this process runs: ``host`` (hostname), and inside a Ray worker the Ray ``node_id``
+    and ``node_ip`` (two nodes on one machine share host and IP: the node id tells them apart)."""
+    node = dict(host=os.uname().nodename, node_id=None, node_ip=None)
+    ray = sys.modules.get("ray")  # only a Ray worker has it imported and initialised
+    if ray is not None and ray.is_initialized():
+        node.update(node_id=ray.get_runtime_context().get_node_id(), node_ip=ray.util.get_node_ip_address())
+    return node
+
+
+def node_label(rec: dict[str, Any]) -> str:
+    """A short name for the node that scored ``rec``: its Ray node id's first 8 hex digits, or the
+    host for a record made in-process."""
+    return str(rec.get("node_id") or "")[:8] or str(rec.get("host") or "?")
+
+
+def alive_nodes(ray) -> dict[str, bool]:
+    """Ray node id -> whether the cluster still counts it alive (a node that died mid-job shows
+    False)."""
+    try:
+        return {n["NodeID"]: bool(n.get("Alive")) for n in ray.nodes()}
+    except Exception:  # the summary only loses the 'lost' mark
+        return {}
+
+
 class ScreenWorker:
     """One pipeline: ``__call__`` takes a batch of work items (columns ``path kind origin key
     size mtime_ns artifact_sha256``) and returns ``key`` and ``record`` (the JSON text of one
@@ -68,6 +98,7 @@ class ScreenWorker:
                                  tta_hflip=c.tta_hflip, det_size=c.det_size, threads=c.threads,
                                  model_name=c.model_name)
         self.worker = f"{os.uname().nodename}:{os.getpid()}"
+        self.node = node_of()
 
     def record(self, item: dict[str, Any]) -> dict[str, Any]:
         c = self.config
@@ -75,7 +106,8 @@ class ScreenWorker:
         pred = self.detector.predict_source(src, c.num_frames, c.agg, c.faces_only, stream_every=c.stream_every)
         rec = pred.to_dict(frames=True)
         rec.update(key=str(item["key"]), size=int(item["size"]), mtime_ns=int(item["mtime_ns"]),
-                   artifact_sha256=str(item["artifact_sha256"]), worker=self.worker, worker_rss_mb=round(_rss_mb(), 1))
+                   artifact_sha256=str(item["artifact_sha256"]), worker=self.worker, worker_rss_mb=round(_rss_mb(), 1),
+                   **self.node)
         return rec
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
@@ -176,6 +208,23 @@ def start_ray(address: str | None, num_cpus: int | None) -> tuple[Any, bool]:
     return ray, True
 
 
+def ray_errors_to_stderr(ray) -> None:
+    """Ray's driver prints the cluster's error messages on stdout, where msvit-screen's summary
+    goes: a node that dies brings its raylet's whole state dump (hundreds of long lines). Send
+    each message's first line to stderr instead; the full text stays in the node's Ray logs."""
+    w = getattr(getattr(ray, "_private", None), "worker", None)
+    real = getattr(w, "print_to_stdstream", None)
+    if real is None or getattr(real, "msvit_stderr", False):
+        return  # another Ray layout, or already done
+
+    def to_stderr(data, ignore_prefix):
+        if data.get("pid") == "raylet":  # listen_error_messages' messages
+            data = dict(data, is_err=True, lines=[(str(m).splitlines() or [""])[0] for m in data.get("lines", [])])
+        return real(data, ignore_prefix)
+    to_stderr.msvit_stderr = True
+    w.print_to_stdstream = to_stderr
+
+
 def cluster_cpus(ray) -> int:
     return int(ray.cluster_resources().get("CPU", 1))
 
@@ -185,6 +234,7 @@ def run_ray(config: ScreenConfig, items: list[dict[str, Any]], workers: int,
     """Records of ``items`` from an actor pool of ``workers`` actors, as they finish (in no
     particular order). Ray must be started (:func:`start_ray`)."""
     ray = import_ray()
+    ray_errors_to_stderr(ray)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # msvit-screen draws its own
     ctx.print_on_execution_start = False
@@ -193,10 +243,10 @@ def run_ray(config: ScreenConfig, items: list[dict[str, Any]], workers: int,
     # one block per file (up to a cap): a finished file comes back at once, a retry redoes one file
     blocks = max(1, min(len(items), 20000))
     ds = ray.data.from_items(items, override_num_blocks=blocks)
-    # a fixed pool, one file in flight per actor (a file is seconds of work: balance beats
-    # prefetch). Ray Data's actor defaults, max_restarts=-1 and max_task_retries=-1, are what
-    # makes a killed actor come back and its file be retried (tests/test_screen.py kills one).
-    pool = ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1)
+    # a fixed pool, IN_FLIGHT_PER_ACTOR files queued at each actor. Ray Data's actor defaults,
+    # max_restarts=-1 and max_task_retries=-1, are what makes a killed actor come back (or, its node
+    # gone, start on another) and its files be retried (tests/test_screen*.py kill one).
+    pool = ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=IN_FLIGHT_PER_ACTOR)
     out = ds.map_batches(ScreenWorker, fn_constructor_kwargs={"config": asdict(config)}, batch_size=1,
                          compute=pool, num_cpus=float(config.threads or 1), batch_format="numpy")
     if on_started is not None:

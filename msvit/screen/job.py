@@ -10,10 +10,23 @@ from typing import Any, Callable, Iterator
 
 from ..errors import UsageError
 from ..predict.sources import discover
-from .engines import ScreenConfig, cluster_cpus, run_local, run_ray, start_ray
+from .engines import ScreenConfig, alive_nodes, cluster_cpus, node_label, run_local, run_ray, start_ray
 from .store import MANIFEST, InputKey, ResultStore, artifact_sha256, existing_manifest, write_manifest
 
 STAGES = ("decode", "detect", "classify")
+
+
+@dataclass
+class NodeShare:
+    """One node's part of a job: the files it screened (this run) and the workers it ran."""
+
+    label: str  # node_label(): the Ray node id's first 8 hex digits, or the host in-process
+    node_id: str | None = None  # Ray's node id (None in-process)
+    host: str | None = None
+    node_ip: str | None = None
+    files: int = 0
+    workers: set[str] = field(default_factory=set)
+    lost: bool = False  # Ray counted the node dead by the end of the job (its records are kept)
 
 
 @dataclass
@@ -31,6 +44,7 @@ class ScreenSummary:
     frames: int = 0  # sampled frames of the files processed by this run
     stage_ms: dict[str, float] = field(default_factory=dict)  # summed over the files of this run
     workers: dict[str, float] = field(default_factory=dict)  # worker id -> peak RSS (MB)
+    nodes: dict[str, NodeShare] = field(default_factory=dict)  # node label -> what it did this run
     engine: str = "local"
     interrupted: bool = False
 
@@ -115,6 +129,8 @@ def screen(sources: list[str], out: str | Path, config: ScreenConfig, *, engine:
                     summary.duplicates += 1
                 if on_record is not None:
                     on_record(rec, new)
+            if ray is not None:  # after a finished job only: a dead head would make this wait
+                _mark_lost(summary, alive_nodes(ray))
     except KeyboardInterrupt:
         summary.interrupted = True
         raise
@@ -135,6 +151,16 @@ def _count(summary: ScreenSummary, rec: dict[str, Any]) -> None:
     w = rec.get("worker")
     if w:
         summary.workers[w] = max(summary.workers.get(w, 0.0), float(rec.get("worker_rss_mb") or 0.0))
+    label = node_label(rec)
+    node = summary.nodes.setdefault(label, NodeShare(label, rec.get("node_id"), rec.get("host"), rec.get("node_ip")))
+    node.files += 1
+    if w:
+        node.workers.add(w)
+
+
+def _mark_lost(summary: ScreenSummary, alive: dict[str, bool]) -> None:
+    for node in summary.nodes.values():
+        node.lost = bool(node.node_id) and not alive.get(node.node_id, True)
 
 
 def _totals(summary: ScreenSummary, store: ResultStore, keys: set[str]) -> None:

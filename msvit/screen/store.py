@@ -83,7 +83,8 @@ def _schema():
     cols = [("key", s), ("source", s), ("kind", s), ("status", s), ("message", s), ("verdict", s), ("p_fake", f),
             ("threshold", f), ("agg", s), ("n_frames", i), ("width", i), ("height", i), ("fps", f),
             ("face_detector", s), ("model", s), ("frames_sampled", i), ("frames_used", i), ("faces", i),
-            ("size", i), ("mtime_ns", i), ("artifact_sha256", s), ("worker", s), ("worker_rss_mb", f)]
+            ("size", i), ("mtime_ns", i), ("artifact_sha256", s), ("worker", s), ("worker_rss_mb", f),
+            ("host", s), ("node_id", s), ("node_ip", s)]
     cols += [(f"ms_{k}", f) for k in TIME_STAGES] + [("frames_json", s)]
     return pa.schema(cols)
 

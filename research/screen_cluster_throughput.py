@@ -1,0 +1,142 @@
+"""Steady per-worker-core throughput of msvit-screen on a two-node Ray cluster vs msvit-predict.
+
+Not a test and not the product: a measurement to run on a quiet machine. Public msvit API, plus
+the tests' throwaway cluster (tests/ray_nodes.py: a head and a second `ray start --address` node on
+this machine, --node-cpus CPUs each, stopped by its own process ids at the end).
+
+    python research/screen_cluster_throughput.py --artifact b0.onnx \\
+        --files ../shared/data/videos ../shared/data/images --copies 6 --rounds 2 --json cluster.json
+
+Each round, interleaved in this one process: msvit-predict's pipeline in-process with one thread
+(one worker-core) over the corpus, then msvit-screen on the cluster, one actor per CPU with one
+thread each. Both are timed the same way, from per-file completion stamps: a worker's steady rate
+is (its files - 1) / (its last stamp - its first stamp), so model loading, Ray's join and actor
+start-up stay out of it (reported apart as start_s: call to first record); rates are pooled over
+workers as files per busy second. The goal: screen's per-worker-core rate >= 0.90 x predict's.
+On a 2-core host both nodes share those 2 cores with the driver (this process) and predict has a
+core to spare: the ratio is the cluster's cost, Ray's dispatch and the driver's writing included.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def corpus(files: list[str], copies: int, into: Path) -> list[str]:
+    """``copies`` copies of every image/video under ``files`` (copies: distinct inputs)."""
+    from msvit.predict import discover
+
+    found = discover(files).sources
+    into.mkdir(parents=True)
+    for c in range(copies):
+        for i, s in enumerate(found):
+            shutil.copy(s.path, into / f"c{c}_{i:03d}_{Path(s.path).name}")
+    return [str(into)]
+
+
+def pooled(stamps: dict[str, list[float]]) -> float:
+    """Files per busy second over workers: sum(n_w - 1) / sum(last_w - first_w)."""
+    files = sum(len(t) - 1 for t in stamps.values())
+    busy = sum(t[-1] - t[0] for t in stamps.values() if len(t) > 1)
+    return files / busy if busy > 0 else 0.0
+
+
+def run_predict(artifact: str, sources: list[str], num_frames: int) -> dict:
+    from msvit.predict import Detector, discover
+
+    found = discover(sources).sources
+    t0 = time.perf_counter()
+    stamps: list[float] = []
+    frames = 0
+    with Detector(artifact, threads=1) as det:
+        for s in found:
+            frames += det.predict_source(s, num_frames).frames_sampled
+            stamps.append(time.perf_counter())
+    return dict(engine="msvit-predict", workers=1, files=len(stamps), frames=frames, start_s=stamps[0] - t0,
+                wall_s=stamps[-1] - t0, per_worker_core_files_per_s=pooled({"predict": stamps}))
+
+
+def run_screen(artifact: str, sources: list[str], num_frames: int, address: str, workers: int, out: Path) -> dict:
+    from msvit.screen import ScreenConfig, screen
+
+    stamps: dict[str, list[float]] = {}
+    nodes: dict[str, int] = {}
+
+    def on_record(rec: dict, new: bool) -> None:
+        stamps.setdefault(rec["worker"], []).append(time.perf_counter())
+        nodes[str(rec.get("node_id"))[:8]] = nodes.get(str(rec.get("node_id"))[:8], 0) + 1
+
+    t0 = time.perf_counter()
+    s = screen(sources, out, ScreenConfig(model=artifact, num_frames=num_frames, threads=1), engine="ray",
+               workers=workers, ray_address=address, force=True, on_record=on_record)
+    first = min(t[0] for t in stamps.values())
+    return dict(engine="msvit-screen (2 nodes)", workers=len(stamps), files=s.processed, frames=s.frames,
+                start_s=first - t0, wall_s=s.wall_s, per_worker_core_files_per_s=pooled(stamps),
+                files_per_node=nodes, rss_mb_per_worker=sorted(s.workers.values()))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--artifact", required=True, help="ONNX, OpenVINO .xml, ... (one)")
+    ap.add_argument("--files", nargs="+", required=True, help="images, videos, folders")
+    ap.add_argument("--copies", type=int, default=6, help="copies of the files (a longer steady state)")
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved predict/screen rounds (medians reported)")
+    ap.add_argument("--node-cpus", type=int, default=1, help="CPUs (= actors) of each of the two nodes")
+    ap.add_argument("--num-frames", type=int, default=20)
+    ap.add_argument("--json", help="write the figures here")
+    args = ap.parse_args()
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from ray_nodes import RayNodes
+
+    from msvit.cpu import cpu_int8_features, cpu_name
+
+    env = dict(cpu=cpu_name(), host_cpus=os.cpu_count(), int8_features=cpu_int8_features(),
+               node_cpus=args.node_cpus, num_frames=args.num_frames, copies=args.copies)
+    print(json.dumps(env), flush=True)
+    rows: list[dict] = []
+    tmp = Path(tempfile.mkdtemp(prefix="screen-cluster-bench-"))
+    try:
+        sources = corpus(args.files, args.copies, tmp / "corpus")
+        with RayNodes() as cluster:
+            t = time.perf_counter()
+            os.environ.update(cluster.env)  # this process drives the cluster: its auth token
+            cluster.start_head(args.node_cpus)
+            cluster.add_node(args.node_cpus, "bench_second_node")
+            print(json.dumps(dict(cluster_start_s=round(time.perf_counter() - t, 1))), flush=True)
+            for r in range(args.rounds):
+                rows.append(dict(round=r, **run_predict(args.artifact, sources, args.num_frames)))
+                print(json.dumps(rows[-1]), flush=True)
+                rows.append(dict(round=r, **run_screen(args.artifact, sources, args.num_frames, cluster.address,
+                                                       2 * args.node_cpus, tmp / f"out-{r}")))
+                print(json.dumps(rows[-1]), flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    def med(engine: str, key: str) -> float:
+        return statistics.median(r[key] for r in rows if r["engine"].startswith(engine))
+
+    pred, scr = med("msvit-predict", "per_worker_core_files_per_s"), med("msvit-screen", "per_worker_core_files_per_s")
+    print(f"\n{'engine':<24} {'workers':>7} {'files':>5} {'start s':>8} {'wall s':>7} {'files/s per worker-core':>24}")
+    for r in rows:
+        print(f"{r['engine']:<24} {r['workers']:>7} {r['files']:>5} {r['start_s']:>8.1f} {r['wall_s']:>7.1f} "
+              f"{r['per_worker_core_files_per_s']:>24.3f}")
+    ratio = scr / pred if pred else 0.0
+    print(f"median per-worker-core files/s: screen {scr:.3f} / predict {pred:.3f} = {ratio:.3f} "
+          f"({'within' if ratio >= 0.9 else 'NOT within'} 10%)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(dict(env=env, rows=rows, ratio=ratio), indent=1))
+
+
+if __name__ == "__main__":
+    main()
