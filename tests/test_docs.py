@@ -163,26 +163,37 @@ def _blocks(text: str):
         yield m.group(1), m.group(2)
 
 
+def _command_lines(body: str, names: tuple[str, ...]) -> list[str]:
+    """The msvit command lines of a shell snippet (continuations joined, prompts, `&&` and `;` split)."""
+    out = []
+    for line in body.replace("\\\n", " ").splitlines():
+        line = re.sub(r"^\$ ", "", line.strip())
+        for part in re.split(r"\s*(?:&&|;)\s*", line):
+            part = re.sub(r"^\.venv/bin/", "", part)
+            if part.startswith(names):
+                out.append(part)
+    return out
+
+
 def example_commands() -> list[tuple[str, str]]:
-    """(file, command line) of every msvit command in a shell block, and of every inline code span that
-    is a command (the name and at least three arguments: `msvit-predict --json` is a flag's mention)."""
-    names = tuple(c.name for c in _hook().COMMANDS)
+    """(where, command line) of every msvit command in a shell block of README.md and docs/*.md, of every
+    inline code span there that is a command (the name and at least three arguments: `msvit-predict
+    --json` is a flag's mention), and of every line under 'examples:' in a command's --help (its CLI page)."""
+    hook = _hook()
+    names = tuple(c.name for c in hook.COMMANDS)
     out = []
     for f in _doc_files():
         text = f.read_text()
         for lang, body in _blocks(text):
-            if lang not in ("bash", "sh", "shell", "console", "text", ""):
-                continue
-            for line in body.replace("\\\n", " ").splitlines():
-                line = re.sub(r"^\$ ", "", line.strip())
-                for part in re.split(r"\s*(?:&&|;)\s*", line):
-                    part = re.sub(r"^\.venv/bin/", "", part)
-                    if part.startswith(names):
-                        out.append((f.name, part))
+            if lang in ("bash", "sh", "shell", "console", "text", ""):
+                out += [(f.name, line) for line in _command_lines(body, names)]
         prose = re.sub(r"(?ms)^```.*?^```", "", text)
         for span in re.findall(r"`([^`\n]+)`", prose):
-            if span.startswith(names) and len(span.split()) >= 4:  # a command, not a flag's mention
+            if span.startswith(names) and len(span.split()) >= 4:
                 out.append((f.name, span))
+    for c in hook.COMMANDS:
+        for examples in re.findall(r"(?ms)^\s*examples:\n(.*?)(?:\n\s*\n|\Z)", c.build().epilog or ""):
+            out += [(f"{c.name} --help", line) for line in _command_lines(examples, names)]
     return out
 
 

@@ -56,8 +56,9 @@ def _code(text: str) -> str:
 
 
 def _summary(parser: argparse.ArgumentParser) -> str:
-    text = " ".join((parser.description or "").split())
-    m = re.match(r"(.+?[.:])(\s|$)", text)
+    """The description's first sentence, without a leading "msvit-x: "."""
+    text = re.sub(r"^msvit-[\w-]+:\s*", "", " ".join((parser.description or "").split()))
+    m = re.match(r"(.+?\.)(\s|$)", text)
     return m.group(1) if m else text
 
 
