@@ -234,3 +234,12 @@ def test_readme_is_a_front_page():
     assert local, "the README links into the docs"
     broken = [l for l in local if not (ROOT / l).exists()]
     assert not broken, f"README links to missing files: {broken}"
+
+
+def test_docstring_markup_becomes_markdown():
+    spec = importlib.util.spec_from_file_location("msvit_docs_griffe_rst", DOCS / "hooks" / "griffe_rst.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    text = "Open it.\n\n>>> s = load(p)\n...     s.run(x)\n\nRaises :class:`~msvit.errors.ArtifactError`; ``x`` :func:`msvit.runtime.load`."
+    assert mod.markdown(text) == ("Open it.\n\n\n```pycon\n>>> s = load(p)\n...     s.run(x)\n```\n\n\n"
+                                  "Raises `ArtifactError`; `x` `msvit.runtime.load`.")

@@ -62,23 +62,39 @@ def _summary(parser: argparse.ArgumentParser) -> str:
     return m.group(1) if m else text
 
 
+def _argument(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
+    """``--out DIR`` / ``-h, --help`` / ``SOURCE``: the invocation, choices left to the help column."""
+    if not action.option_strings:
+        return action.metavar or action.dest
+    if action.nargs == 0:
+        return ", ".join(action.option_strings)
+    metavar = action.metavar or action.dest.upper()
+    return ", ".join(f"{o} {metavar}" for o in action.option_strings)
+
+
 def _rows(parser: argparse.ArgumentParser, group: argparse._ArgumentGroup) -> list[str]:
     fmt = parser._get_formatter()
     rows = []
     for action in group._group_actions:
         if action.help == argparse.SUPPRESS:
             continue
-        invocation = fmt._format_action_invocation(action)
-        helptext = fmt._expand_help(action) if action.help else ""
+        helptext = _cell(fmt._expand_help(action)) if action.help else ""
+        if action.choices:
+            helptext += ("<br>" if helptext else "") + "one of: " + ", ".join(_code(str(c)) for c in action.choices)
+        if action.required and action.option_strings:
+            helptext += " (required)"
         default = action.default
+        shown = ""
         if (action.option_strings and default not in (None, False, [], argparse.SUPPRESS)
                 and not isinstance(action, argparse._HelpAction)):
             shown = _code(str(default))
-        else:
-            shown = ""
-        extra = " (required)" if action.required and action.option_strings else ""
-        rows.append(f"| {_code(invocation)} | {shown} | {_cell(helptext)}{extra} |")
+        rows.append(f"| {_code(_argument(parser, action))} | {shown} | {helptext} |")
     return rows
+
+
+def _title(title: str) -> str:
+    """argparse's group titles as headings: capitalised, but not a precision name (int8)."""
+    return title if re.match(r"^[a-z]+\d", title) else title[:1].upper() + title[1:]
 
 
 def render(cmd: Command) -> str:
@@ -88,14 +104,13 @@ def render(cmd: Command) -> str:
            "<!-- generated at build time from "
            f"{cmd.parser} by docs/hooks/cli_reference.py: edit the parser, not this page -->", ""]
     if p.description:
-        out += ["```text", p.description.strip(), "```", ""]
+        out += ["\n\n".join(_cell(par) for par in re.split(r"\n\s*\n", p.description.strip())), ""]
     out += ["## Usage", "", "```text", p.format_usage().strip(), "```", ""]
     for group in p._action_groups:
         rows = _rows(p, group)
         if not rows:
             continue
-        title = group.title or "options"
-        out += [f"## {title[:1].upper()}{title[1:]}", ""]
+        out += [f"## {_title(group.title or 'options')}", ""]
         if group.description:
             out += [_cell(group.description), ""]
         out += ["| argument | default | what it does |", "|---|---|---|", *rows, ""]
