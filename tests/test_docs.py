@@ -115,12 +115,12 @@ def test_command_table_covers_every_console_script():
     assert sorted(c.name for c in hook.COMMANDS) == sorted(_scripts())
 
 
-def _help_text(script: str) -> str:
-    """What ``<script> --help`` prints, from the console script's own entry point."""
+def _help_text(script: str, *sub: str) -> str:
+    """What ``<script> [sub] --help`` prints, from the console script's own entry point."""
     module, func = _scripts()[script].split(":")
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf), pytest.raises(SystemExit) as e:
-        getattr(importlib.import_module(module), func)(["--help"])
+        getattr(importlib.import_module(module), func)([*sub, "--help"])
     assert e.value.code == 0
     return buf.getvalue()
 
@@ -144,7 +144,9 @@ def test_cli_page_lists_every_option_of_help(site, command, monkeypatch):
     cmd = next(c for c in hook.COMMANDS if c.name == command)
     parser = cmd.build()
     opts = _listed_options(_help_text(command), parser.epilog)
-    assert len(opts) >= 5 and "--help" in opts
+    for name, sub in hook.subcommands(parser).items():  # msvit-web serve --help ...
+        opts += _listed_options(_help_text(command, name), sub.epilog)
+    assert len(set(opts)) >= 4 and "--help" in opts
     html = (site / "cli" / command / "index.html").read_text()
     tables = html.split('id="more-from-help"')[0]
     missing = [o for o in opts if not re.search(r"<code>[^<]*(?<![\w-])" + re.escape(o) + r"(?![\w-])", tables)]
@@ -178,7 +180,7 @@ def _command_lines(body: str, names: tuple[str, ...]) -> list[str]:
 def example_commands() -> list[tuple[str, str]]:
     """(where, command line) of every msvit command in a shell block of README.md and docs/*.md, of every
     inline code span there that is a command (the name and at least three arguments: `msvit-predict
-    --json` is a flag's mention), and of every line under 'examples:' in a command's --help (its CLI page)."""
+    --json` is a flag's mention, `msvit-web serve DIR [--port N]` a synopsis), and of every line under 'examples:' in a command's --help (its CLI page)."""
     hook = _hook()
     names = tuple(c.name for c in hook.COMMANDS)
     out = []
@@ -189,7 +191,7 @@ def example_commands() -> list[tuple[str, str]]:
                 out += [(f.name, line) for line in _command_lines(body, names)]
         prose = re.sub(r"(?ms)^```.*?^```", "", text)
         for span in re.findall(r"`([^`\n]+)`", prose):
-            if span.startswith(names) and len(span.split()) >= 4:
+            if span.startswith(names) and len(span.split()) >= 4 and "[-" not in span:  # not a synopsis
                 out.append((f.name, span))
     for c in hook.COMMANDS:
         for examples in re.findall(r"(?ms)^\s*examples:\n(.*?)(?:\n\s*\n|\Z)", c.build().epilog or ""):

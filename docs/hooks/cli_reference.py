@@ -32,13 +32,15 @@ class Command:
 
 #: every msvit command, in the order the docs list them
 COMMANDS: tuple[Command, ...] = (
-    Command("msvit-export", "msvit.export.cli:build_parser"),
+    # served from the web layer for --target web (python -m msvit.export is the same without it)
+    Command("msvit-export", "msvit.web.cli:export_parser"),
     Command("msvit-bench", "msvit.bench.cli:build_parser"),
     # the console script is served from the explain layer (for --explain); python -m msvit.predict is
     # the same command without --explain
     Command("msvit-predict", "msvit.explain.cli:build_predict_parser"),
     Command("msvit-explain", "msvit.explain.cli:build_parser"),
     Command("msvit-screen", "msvit.screen.cli:build_parser"),
+    Command("msvit-web", "msvit.web.cli:build_parser"),
 )
 
 
@@ -65,6 +67,8 @@ def _summary(parser: argparse.ArgumentParser) -> str:
 def _argument(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
     """``--out DIR`` / ``-h, --help`` / ``SOURCE``: the invocation, choices left to the help column."""
     if not action.option_strings:
+        if action.metavar is None and action.choices:
+            return "{" + ",".join(map(str, action.choices)) + "}"
         return action.metavar or action.dest
     if action.nargs == 0:
         return ", ".join(action.option_strings)
@@ -79,7 +83,9 @@ def _rows(parser: argparse.ArgumentParser, group: argparse._ArgumentGroup) -> li
         if action.help == argparse.SUPPRESS:
             continue
         helptext = _cell(fmt._expand_help(action)) if action.help else ""
-        if action.choices:
+        if isinstance(action, argparse._SubParsersAction):
+            helptext = "<br>".join(f"{_code(c.dest)}: {_cell(c.help or '')}" for c in action._choices_actions)
+        elif action.choices:
             helptext += ("<br>" if helptext else "") + "one of: " + ", ".join(_code(str(c)) for c in action.choices)
         if action.required and action.option_strings:
             helptext += " (required)"
@@ -97,23 +103,39 @@ def _title(title: str) -> str:
     return title if re.match(r"^[a-z]+\d", title) else title[:1].upper() + title[1:]
 
 
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """A command's subcommands (``msvit-web serve``, ``msvit-web build``), in the order they were added."""
+    return {name: sub for a in parser._actions if isinstance(a, argparse._SubParsersAction)
+            for name, sub in a.choices.items()}
+
+
+def _sections(p: argparse.ArgumentParser, level: str) -> list[str]:
+    out = [f"{level} Usage", "", "```text", p.format_usage().strip(), "```", ""]
+    for group in p._action_groups:
+        rows = _rows(p, group)
+        if not rows:
+            continue
+        out += [f"{level} {_title(group.title or 'options')}", ""]
+        if group.description:
+            out += [_cell(group.description), ""]
+        out += ["| argument | default | what it does |", "|---|---|---|", *rows, ""]
+    return out
+
+
 def render(cmd: Command) -> str:
-    """The Markdown page of one command."""
+    """The Markdown page of one command (and of each of its subcommands)."""
     p = cmd.build()
     out = [f"# {cmd.name}", "",
            "<!-- generated at build time from "
            f"{cmd.parser} by docs/hooks/cli_reference.py: edit the parser, not this page -->", ""]
     if p.description:
         out += ["\n\n".join(_cell(par) for par in re.split(r"\n\s*\n", p.description.strip())), ""]
-    out += ["## Usage", "", "```text", p.format_usage().strip(), "```", ""]
-    for group in p._action_groups:
-        rows = _rows(p, group)
-        if not rows:
-            continue
-        out += [f"## {_title(group.title or 'options')}", ""]
-        if group.description:
-            out += [_cell(group.description), ""]
-        out += ["| argument | default | what it does |", "|---|---|---|", *rows, ""]
+    out += _sections(p, "##")
+    for name, sub in subcommands(p).items():
+        out += [f"## `{cmd.name} {name}`", ""]
+        if sub.description:
+            out += [_cell(sub.description), ""]
+        out += _sections(sub, "###")
     if p.epilog:
         out += ["## More from `--help`", "", "```text", p.epilog.strip("\n"), "```", ""]
     return "\n".join(out)
