@@ -25,4 +25,6 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 lint-imports  # the layer contract (pyproject.toml): an import loop fails here
+# tests/test_docs.py builds the docs site (mkdocs build --strict, offline) and tests/test_structure.py
+# scans msvit/ for import loops through function-level imports, long modules and busy __init__s
 python -m pytest -q --durations=15 "${select[@]}" "$@"

@@ -48,7 +48,7 @@ out = run({name}=x)  # x: {dtype} {shape}
      "outputs)`; iOS: `Interpreter(modelPath:)` + `copy(_:toInputAt:)` / `invoke()`"),
     "trt": ("Python (msvit)", """from msvit.runtime import load
 out = load("{file}").run(x)  # x: {dtype} {shape}
-""", "C++: `IRuntime::deserializeCudaEngine` after skipping msvit's JSON header (see README)"),
+""", "C++: `IRuntime::deserializeCudaEngine` after skipping msvit's JSON header (msvit's docs: Export and targets, TensorRT)"),
     "coreml": ("Swift (Core ML)", """let url = Bundle.main.url(forResource: "{file}", withExtension: nil)!  // compiled to .mlmodelc by Xcode
 let config = MLModelConfiguration(); config.computeUnits = {compute_units}  // {exec}: what msvit verified
 let model = try MLModel(contentsOf: url, configuration: config)

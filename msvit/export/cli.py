@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=[*PRECISIONS, AUTO],
                    help="default: the target's own (fp32; fp16 for trt/coreml). bf16/fp16 run where the target's "
                         "runtime executes them on this CPU, under the INT8 accuracy guard; auto: the fastest "
-                        "guarded assignment measured with the target's runtime here (see README)")
+                        "guarded assignment measured with the target's runtime here (docs: Precision, INT8 and auto)")
     p.add_argument("--device-class", choices=DEVICE_CLASSES, default="host",
                    help="auto: where the artifact will run. host (default): timed here; phone: not timed here, "
                         "the guarded candidate with the largest share of MACs in int8 wins")
@@ -111,13 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--calib-size", type=int, default=None,
                    help="images to use (default all up to 512; 8..512, larger is refused)")
     q.add_argument("--calib-method", choices=["minmax", "entropy", "percentile"], default=None,
-                   help="activation range method (default: the measured best per target, see README)")
+                   help="activation range method (default: the measured best per target, see docs/int8.md)")
     q.add_argument("--max-auc-drop", type=float, default=0.005, help="accuracy guard: max AUC drop vs FP32")
     q.add_argument("--min-agreement", type=float, default=0.99, help="accuracy guard: min decision agreement")
     q.add_argument("--max-dprob", type=_dprob_gate, default=0.05, metavar="DPROB|floor",
                    help="accuracy guard: max |P(fake) INT8 - P(fake) FP32| on any verify image (default 0.05); "
                         "'floor': keep decisions - max |ΔP| and flips within FP32's own under ±0.5 pixel-step "
-                        "input noise on the same images (the model's noise floor; see README)")
+                        "input noise on the same images (the model's noise floor; docs: Precision, INT8 and auto)")
     q.add_argument("--sensitivity-dprob", type=float, default=None,
                    help="INT8 plan: simulated |ΔP| bound the chosen INT8 layers may add "
                         "(default --max-dprob / 3: room for the real kernels' extra error)")

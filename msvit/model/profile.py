@@ -12,7 +12,7 @@ per-element charge for normalisation layers (batch norm in eval: 2 per element; 
 norm: 5 per element). Element-wise activations are free in both.
 
 Parameters, two readings: ``params`` counts every weight the checkpoint holds (state-dict
-tensors that are weights, i.e. no batch-norm statistics; DeepGuard's and the README's
+tensors that are weights, i.e. no batch-norm statistics; DeepGuard's and the docs'
 number), ``trainable_params`` what ``parameters()`` can train. They differ by the
 attention of ``attn_mode="deepguard"`` blocks, kept as buffers because no gradient reaches
 it (:func:`msvit.model.layers.frozen_weights`).

@@ -4,7 +4,7 @@ and layers go back to float until it meets the budget (or we say it can't).
 The |ΔP| gate is applied to an *upper bound* on the largest |ΔP| to expect on images the
 guard has never seen, not to the maximum measured on the few it has: a maximum over 15
 images said 0.008 for an artifact that reached 0.057 on the next 83 (issue 14). See
-:func:`dprob_bound` for the rule and README (INT8, "Reading the guard") for how to read it.
+:func:`dprob_bound` for the rule and docs/int8.md ("Reading the guard") for how to read it.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Typed INT8 settings: one name per quantity, the same in code, CLI flags, JSON and README."""
+"""Typed INT8 settings: one name per quantity, the same in code, CLI flags, JSON and docs."""
 from __future__ import annotations
 
 from dataclasses import dataclass

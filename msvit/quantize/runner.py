@@ -165,7 +165,7 @@ class Int8Adapter:
 
     target = ""  # for messages: onnx, openvino, ...
     methods: tuple[str, ...] = ("minmax",)
-    default_method = "minmax"  # chosen by measurement on the face crops (README)
+    default_method = "minmax"  # chosen by measurement on the face crops (docs/int8.md)
     symmetric_act = False  # the simulation mirrors the backend's activation scheme
     uses_plan = True  # False: the backend quantizes the whole network (no per-group fallback)
     int8_modules: tuple[type, ...] | None = None  # the layer types its kernels run faster in int8 (None: all)
