@@ -210,7 +210,7 @@ def test_skipped_files_are_named_on_console_and_all_in_the_manifest(tmp_path, ca
 
     # console: msvit-export names the skipped verification files before the first export
     monkeypatch.setattr(msvit.model, "create_model", lambda *a, **k: Model())
-    monkeypatch.setattr(msvit.export, "export", stop)
+    monkeypatch.setattr(msvit.export.api, "export", stop)  # the CLI calls export() from there
     rc, text = _export(["--verify-data", data, "--out", tmp_path / "out"], capsys)
     assert rc == 0 and "stop: the export would start here" in text
     assert "skipped 2 file(s)" in text and "broken.jpg" in text and "notes.txt" in text
