@@ -157,7 +157,12 @@ def build_cases(det: Detector, data: list[str], num_frames: int = 20, agg: str =
     """Run the pipeline on every image/video under ``data``: the cases and the files to write
     (relative name -> PNG bytes, or the Path of a source to copy). DataError for an input that
     gives no case (unreadable, truncated) or when ``data`` holds no image or video."""
-    found = discover([str(d) for d in data])
+    from ..predict.media import LIST_SUFFIXES, read_list
+
+    specs = []  # a list file may name folders too (discover reads files from lists)
+    for d in map(str, data):
+        specs += read_list(Path(d)) if d.lower().endswith(LIST_SUFFIXES) and Path(d).is_file() else [d]
+    found = discover(specs)
     sources = [s for s in found.sources if s.kind in ("image", "video")]
     bad = [s for s in found.sources if s.kind not in ("image", "video")]
     if bad:
