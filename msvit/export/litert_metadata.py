@@ -170,15 +170,19 @@ def add_standard_metadata(data: bytes, meta: dict[str, str]) -> bytes:
     for b in model.buffers:
         if b.data is not None and not isinstance(b.data, np.ndarray):
             b.data = np.frombuffer(bytes(b.data), np.uint8)
-    keep = [m for m in (model.metadata or [])
-            if (m.name.decode() if isinstance(m.name, bytes) else m.name) != STANDARD_METADATA_NAME]
-    buf = schema.BufferT()
-    buf.data = np.frombuffer(md, np.uint8).copy()
-    model.buffers.append(buf)
-    entry = schema.MetadataT()
-    entry.name = STANDARD_METADATA_NAME
-    entry.buffer = len(model.buffers) - 1
-    model.metadata = keep + [entry]
+    data_md = np.frombuffer(md, np.uint8).copy()
+    old = [m for m in (model.metadata or [])
+           if (m.name.decode() if isinstance(m.name, bytes) else m.name) == STANDARD_METADATA_NAME]
+    if old:  # replace in place: adding again gives the same bytes
+        model.buffers[old[0].buffer].data = data_md
+    else:
+        buf = schema.BufferT()
+        buf.data = data_md
+        model.buffers.append(buf)
+        entry = schema.MetadataT()
+        entry.name = STANDARD_METADATA_NAME
+        entry.buffer = len(model.buffers) - 1
+        model.metadata = list(model.metadata or []) + [entry]
     out = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
     return append_associated_files(out, {LABELS_FILE: ("\n".join(LABELS) + "\n").encode()})
 
