@@ -14,7 +14,7 @@ import numpy as np
 from .. import __version__
 from ..errors import DataError, UsageError
 from ..fileio import atomic_write, check_output_dir, deferred_signals, make_temp_dir
-from ..model.ms_eff_vit import IMAGENET_MEAN, IMAGENET_STD
+from ..model.variants import IMAGENET_MEAN, IMAGENET_STD
 from ..predict import DEFAULT_FACE_DETECTOR, Detector, discover
 from ..predict.aggregate import AGG_MODES
 from ..preprocess import letterbox
@@ -118,7 +118,7 @@ class _Recorder:
 def settings_of(det: Detector, num_frames: int, agg: str) -> dict[str, Any]:
     fd = det.face_detector
     model_path = getattr(getattr(fd, "model", None), "path", None)
-    from ..predict.faces import BLAZEFACE, blazeface_model_path
+    from ..predict.blazeface import BLAZEFACE, blazeface_model_path
 
     sha = None
     if getattr(fd, "spec", None) in BLAZEFACE.values():
@@ -157,7 +157,7 @@ def build_cases(det: Detector, data: list[str], num_frames: int = 20, agg: str =
     """Run the pipeline on every image/video under ``data``: the cases and the files to write
     (relative name -> PNG bytes, or the Path of a source to copy). DataError for an input that
     gives no case (unreadable, truncated) or when ``data`` holds no image or video."""
-    from ..predict.media import LIST_SUFFIXES, read_list
+    from ..predict.sources import LIST_SUFFIXES, read_list
 
     specs = []  # a list file may name folders too (discover reads files from lists)
     for d in map(str, data):
