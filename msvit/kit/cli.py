@@ -85,13 +85,13 @@ def export_main(argv: Sequence[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m msvit.kit", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Conformance kits: golden cases of msvit's whole pipeline (frames, face boxes, crop box, "
+        description="Conformance kits: golden cases of msvit's whole pipeline (frames, face boxes, crop box,\n"
                     "letterboxed crop, model input, P(fake), verdict) that an app's pipeline is tested against.",
         epilog="examples:\n"
                "  python -m msvit.kit write --artifact b0.onnx faces/ clip.mp4 --out b0.kit\n"
                "  python -m msvit.kit run b0.kit --artifact b0_int8.tflite --out run.json\n"
                "  python -m msvit.kit check b0.kit run.json\n\n"
-               "exit codes: 0 ok / conforms; 1 a stage departs; 2 bad arguments or unreadable kit/run; "
+               "exit codes: 0 ok / conforms; 1 a stage departs; 2 bad arguments or unreadable kit/run;\n"
                "3 a runtime or the face detector is not installed.\nschema and tolerances: docs/kit.md")
     sub = p.add_subparsers(dest="cmd", required=True)
     w = sub.add_parser("write", help="write a kit for an artifact from images/videos")
