@@ -24,6 +24,9 @@ if ! command -v chromium >/dev/null 2>&1; then
     echo "no chromium (apt-get install chromium as root): the browser tests will skip" >&2
   fi
 fi
+# MediaPipe Tasks (Python) is the test-only reader of LiteRT's standard metadata: --no-deps, as its
+# opencv-contrib-python would fight the opencv-python-headless msvit uses over the cv2 module
+python -m pip install -q --no-deps "mediapipe==1.2.3"
 lint-imports  # the layer contract (pyproject.toml): an import loop fails here
 # tests/test_docs.py builds the docs site (mkdocs build --strict, offline) and tests/test_structure.py
 # scans msvit/ for import loops through function-level imports, long modules and busy __init__s

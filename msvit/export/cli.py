@@ -287,6 +287,12 @@ def _say_skipped(skipped, source, used: str) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    return run_exports(args)[0]
+
+
+def run_exports(args: argparse.Namespace) -> tuple[int, list]:
+    """The command's work: (exit status, the ExportResult of every export), for callers that
+    act on the artifacts afterwards (msvit.kit's ``--kit``)."""
     from .core import PUBLISHED
 
     PUBLISHED.clear()  # what this command publishes (main() may run more than once in a process)
@@ -328,10 +334,10 @@ def _run(args: argparse.Namespace) -> int:
         if "trtexec" in r.extra and not r.ok:
             print(f"TensorRT: finish on the device with:\n  cd {args.out} && {r.extra['trtexec']}")
     if any(r.status == "failed" for r in results):
-        return 1
+        return 1, results
     if args.target != "all" and any(r.status == "unavailable" for r in results):
-        return 3
-    return 0
+        return 3, results
+    return 0, results
 
 
 def _sci(x: float) -> str:  # 4.2e-6, not 4.2e-06: the table must fit 100 columns

@@ -399,9 +399,24 @@ def export(ctx) -> Any:
     float_bytes = convert_float_bytes(ctx.model, ctx.options.input, ctx.batch)
     if ctx.precision == "int8":
         res = run_int8(LiteRTInt8(ctx.int8_job(), convert_litert, float_bytes, embed_metadata), path)
+        _standard_metadata(path, ctx.options.input)
         return TargetOutput.int8(path, res)
     info = convert_litert(ctx.model, path, ctx.precision, ctx.metadata, batch=ctx.batch, float_bytes=float_bytes,
                           input_kind=ctx.options.input, log=ctx.log)
     info.pop("metadata", None)
     ctx.metadata.update({k: v for k, v in read_metadata(path).items()})  # the manifest says what is embedded
+    if _standard_metadata(path, ctx.options.input):
+        info["standard_metadata"] = "TFLITE_METADATA: image input, output prob labelled 'fake' (labels.txt)"
     return TargetOutput(path, [path], extra={"litert": info})
+
+
+def _standard_metadata(path: Path, input_kind: str) -> bool:
+    """Image-input artifacts: add the standard TFLite metadata (MediaPipe ImageClassifier, Android
+    Studio) last, after every ``msvit`` entry is embedded (re-serialising drops the label zip)."""
+    from .litert_metadata import add_standard_metadata
+
+    if input_kind != "image" or not path.is_file():
+        return False
+    out = add_standard_metadata(path.read_bytes(), read_metadata(path))
+    atomic_write(path, lambda f: f.write(out))
+    return True
