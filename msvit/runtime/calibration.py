@@ -45,10 +45,10 @@ class OperatingPoint:
         c = self.calibration
         if c:
             tgt = c.get("target", {})
-            got = f"target {str(tgt.get('metric', '?')).upper()} {100 * float(tgt.get('value', 0)):g}%"
             n = c.get("counts", {})
-            what = f"calibrated: {got} on {n.get('real', '?')} real/{n.get('fake', 0)} fake inputs, {c.get('date', '?')}"
-            return f"{t} ({what}; from {self.source} {Path(self.where).name})"
+            origin = "metadata" if self.source == "metadata" else f"sidecar {SIDECAR_SUFFIX}"
+            return (f"{t} (calibrated for {str(tgt.get('metric', '?')).upper()} {100 * float(tgt.get('value', 0)):g}%: "
+                    f"{n.get('real', '?')} real/{n.get('fake', 0)} fake, {str(c.get('date', '?'))[:10]}, {origin})")
         if self.source == "option":
             return f"{t} (from --threshold)"
         return f"{t} (the artifact's own, uncalibrated: msvit-calibrate picks one for your footage)"
