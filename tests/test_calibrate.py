@@ -203,7 +203,7 @@ def test_report_pictures_are_real_images_of_the_stated_size(calibrated):
         with Image.open(out / name) as im:
             im.load()
             assert im.format == "PNG" and im.size == FIGSIZE_PX
-            assert len(set(im.convert("L").getdata())) > 20  # drawn, not blank
+            assert np.unique(np.asarray(im.convert("L"))).size > 20  # drawn, not blank
         assert f"({name})" in (out / "report.md").read_text()
 
 
@@ -230,10 +230,12 @@ def test_sidecar_beside_a_read_only_artifact(onnx_fp32, tmp_path):
     assert "calibrated for FPR 10%" in r.stdout and "sidecar" in r.stdout
     assert "92 inputs: 9 fake, 83 real" in r.stdout  # floor(0.1 * 92) = 9
     # a sidecar for another file is refused, never silently applied
-    other = tmp_path / "other.onnx"
-    shutil.copy(onnx_fp32, other)
-    with open(other, "ab") as f:
-        f.write(b"\0")
+    import onnx
+
+    other = tmp_path / "other.onnx"  # a valid artifact, another file (re-saved with one more metadata key)
+    proto = onnx.load(str(onnx_fp32))
+    proto.metadata_props.add(key="note", value="another export")
+    onnx.save_model(proto, str(other))
     shutil.copy(side, str(other) + ".calibration.json")
     with pytest.raises(ArtifactError, match="made for another file"):
         runtime.load(other)
@@ -336,3 +338,47 @@ def test_artifact_whose_threshold_cannot_be_stored(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "cannot rewrite the metadata of a ExecuTorch" in err and "--sidecar" in err
     assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- msvit-bench --data
+@pytest.mark.slow
+def test_bench_reports_operating_points_per_artifact(calibrated, onnx_fp32, demo_model, tmp_path):
+    """msvit-bench with labelled data: TPR at FPR 5% (1% needs 300 real inputs: none with 92),
+    log loss at the artifact's temperature, and decisions at its calibrated threshold."""
+    import torch
+
+    from msvit.bench import run
+    from msvit.bench.report import columns
+    from msvit.data import load_images
+
+    out, rep, _ = calibrated
+    prov = rep["provenance"]
+    data = tmp_path / "data"
+    for lab in ("real", "fake"):
+        (data / lab).mkdir(parents=True)
+        for src in (FACES / "eval" / lab, SHIFT / lab):
+            for f in src.iterdir():
+                (data / lab / f"{src.parent.name}_{f.name}").symlink_to(f)
+    arts = tmp_path / "arts"
+    arts.mkdir()
+    (arts / "calibrated.onnx").symlink_to(out / onnx_fp32.name)
+    (arts / "plain.onnx").symlink_to(onnx_fp32)
+    report = run(weights=demo_model.pretrained_path if hasattr(demo_model, "pretrained_path") else
+                 str(SHARED / "weights" / "ms_eff_vit_b0_demo.bin"), artifacts=arts, data=data, iters=3, warmup=1,
+                 log=None, progress=False)
+    rows = {r.name if r.target == "torch" else Path(r.artifact).name: r for r in report.rows}
+    s = load_images(data, 224)
+    with torch.no_grad():
+        logits = demo_model(torch.from_numpy(s.x)).numpy().reshape(-1).astype(np.float64)
+    real, fake = logits[s.labels == 0], logits[s.labels == 1]
+    fifth = np.sort(real)[::-1][4]  # floor(0.05 * 92) = 4 real inputs above the cut
+    want = float((fake > fifth).mean())
+    cal, plain = rows["calibrated.onnx"], rows["plain.onnx"]
+    for r in (cal, plain):
+        assert r.status == "ok", r.note
+        assert r.tpr_at_fpr5 == pytest.approx(want, abs=1e-4) and r.tpr_at_fpr1 is None
+    assert plain.threshold == 0.5 and cal.threshold == pytest.approx(prov["threshold"], abs=1e-6)
+    assert cal.agreement_at_threshold == 1.0
+    p = sigmoid(logits / prov["temperature"])
+    assert cal.log_loss == pytest.approx(stats.log_loss(p, s.labels), abs=1e-4) and cal.log_loss < plain.log_loss
+    assert {"TPR@1%", "TPR@5%", "thr", "agree@thr"} <= set(columns(report))

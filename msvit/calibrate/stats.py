@@ -13,20 +13,13 @@ from typing import Callable
 
 import numpy as np
 
+from ..metrics import cut_between, min_inputs, threshold_at_fpr, tpr_at_fpr
+
+__all__ = ["LEVEL", "Rate", "auc", "fit_temperature", "log_loss", "min_inputs", "rate_at", "threshold_at_fpr",
+           "threshold_at_tpr", "tpr_at_fpr"]
+
 #: the confidence of every interval msvit-calibrate states
 LEVEL = 0.95
-
-
-def min_inputs(rate: float, level: float = LEVEL) -> int:
-    """How many inputs of the class whose error rate is ``rate`` a target needs before it can be
-    estimated at all: with n inputs and none of them wrong, the one-sided ``level`` upper bound on
-    the rate is 1 - (1 - level)^(1/n) ~ -ln(1 - level) / n (the "rule of three": 3/n at 95%). A
-    sample smaller than -ln(1 - level) / rate cannot tell the target from zero even in its best
-    case, and the threshold chosen on it would just sit above every real input: at least 300 real
-    inputs for a 1% FPR, 60 for 5%."""
-    if not 0.0 < rate < 1.0:
-        raise ValueError(f"rate must be in (0, 1), got {rate}")
-    return math.ceil(-math.log(1.0 - level) / rate - 1e-9)
 
 
 @dataclass(frozen=True)
@@ -51,31 +44,13 @@ class Rate:
                 f"{100 * self.low:.2f}-{100 * self.high:.2f}%)")
 
 
-def _cut_between(high: float, low: float) -> float:
-    """A threshold strictly above ``low`` and at or below ``high`` (their midpoint: as far from
-    both scores as the data allow)."""
-    mid = (high + low) / 2.0
-    return mid if low < mid <= high else float(np.nextafter(low, np.inf))
-
-
-def threshold_at_fpr(real: np.ndarray, target: float) -> float:
-    """The lowest threshold whose FPR on ``real`` is at most ``target``: exactly ``floor(target * n)``
-    real inputs score at or above it (fewer when ties at the cut make that count unreachable)."""
-    s = np.sort(np.asarray(real, np.float64))[::-1]
-    k = int(math.floor(target * len(s) + 1e-9))
-    if k >= len(s):
-        return float(s[-1])
-    above = s[:k][s[:k] > s[k]]  # scores strictly above the (k+1)-th largest
-    return _cut_between(float(above.min()), float(s[k])) if len(above) else float(np.nextafter(s[k], np.inf))
-
-
 def threshold_at_tpr(fake: np.ndarray, target: float) -> float:
     """The highest threshold whose TPR on ``fake`` is at least ``target``: ``ceil(target * m)``
     fakes score at or above it (more when ties at the cut)."""
     s = np.sort(np.asarray(fake, np.float64))[::-1]
     k = max(1, int(math.ceil(target * len(s) - 1e-9)))
     below = s[k:][s[k:] < s[k - 1]]
-    return _cut_between(float(s[k - 1]), float(below.max())) if len(below) else float(s[k - 1])
+    return cut_between(float(s[k - 1]), float(below.max())) if len(below) else float(s[k - 1])
 
 
 def rate_at(scores: np.ndarray, threshold: float, n_boot: int = 2000, seed: int = 0,
@@ -143,12 +118,6 @@ def auc(real: np.ndarray, fake: np.ndarray) -> float | None:
 
     r = rankdata(np.concatenate([real, fake]))
     return float((r[len(real):].sum() - len(fake) * (len(fake) + 1) / 2) / (len(real) * len(fake)))
-
-
-def tpr_at_fpr(real: np.ndarray, fake: np.ndarray, fpr: float) -> float:
-    """TPR at the threshold :func:`threshold_at_fpr` picks for ``fpr`` on ``real``."""
-    t = threshold_at_fpr(real, fpr)
-    return float((np.asarray(fake) >= t).mean())
 
 
 def reliability(p: np.ndarray, y: np.ndarray, bins: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
