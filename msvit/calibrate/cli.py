@@ -34,24 +34,24 @@ PIPELINE_KEYS = ("num_frames", "agg", "faces_only", "face_detector", "conf_thres
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="msvit-calibrate", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Choose the P(fake) threshold on your own labelled images/videos (msvit-predict's pipeline, "
-                    "same flags) for a target false-positive rate (needs real inputs only) or true-positive "
-                    "rate (needs fakes), with 95% bootstrap intervals, and publish an artifact that carries it.",
-        epilog="how many inputs: a target rate r needs at least ~3/r inputs of the class it counts (real for "
-               "--target-fpr: 300 for 1%, 60 for 5%; fakes for --target-tpr: 3/(1-r)); with fewer, the threshold "
-               "would only sit above every real score and its rate could not be told from 0.\n\n"
-               "outputs in --out: report.md, report.json, " + ", ".join(PICTURES.values()) + "; and the calibrated "
-               "artifact with its manifest (.json) and card (.md), or with --sidecar <artifact>.calibration.json "
-               "beside the artifact.\n\n"
-               "exit codes: 0 published; 1 too few inputs got a score (report only); 2 bad arguments, too few "
-               "inputs, or an artifact that cannot carry a threshold; 3 runtime/detector not installed; 130 "
-               "interrupted.\n\n"
+        description="Choose the P(fake) threshold on your own labelled images/videos (msvit-predict's pipeline,\n"
+                    "same flags) for a target false-positive rate (real inputs only) or true-positive rate\n"
+                    "(fakes too), with 95% bootstrap intervals, and publish an artifact that carries it.",
+        epilog="how many inputs: a target rate r needs at least ~3/r inputs of the class it counts\n"
+               "(real for --target-fpr: 300 for 1%, 60 for 5%; fakes for --target-tpr: 3/(1-r)); with fewer,\n"
+               "the threshold would only sit above every real score and its rate could not be told from 0.\n\n"
+               "outputs in --out: report.md, report.json, " + ", ".join(PICTURES.values()) + ";\n"
+               "and the calibrated artifact with its manifest (.json) and card (.md), or with --sidecar\n"
+               "<artifact>.calibration.json beside the artifact.\n\n"
+               "exit codes: 0 published; 1 too few inputs got a score (report only); 2 bad arguments, too few\n"
+               "inputs, or an artifact that cannot carry a threshold; 3 runtime/detector not installed;\n"
+               "130 interrupted.\n\n"
                "examples:\n"
                "  msvit-calibrate --artifact b0.onnx --real newsroom/real/ --target-fpr 0.01 --out cal/\n"
-               "  msvit-calibrate --artifact b0.pte --real r/ --fake f/ --target-tpr 0.9 --fit-temperature "
-               "--sidecar --out cal/\n"
-               "  msvit-calibrate --artifact b0.onnx --real crops/real --fake crops/fake --faces-only "
-               "--target-fpr 0.05 --out cal/")
+               "  msvit-calibrate --artifact b0.pte --real r/ --fake f/ --target-tpr 0.9 --fit-temperature \\\n"
+               "      --sidecar --out cal/\n"
+               "  msvit-calibrate --artifact b0.onnx --real crops/real --fake crops/fake --faces-only \\\n"
+               "      --target-fpr 0.05 --out cal/")
     add_model_args(p)
     d = p.add_argument_group("labelled data")
     d.add_argument("--real", nargs="+", default=[], metavar="SRC", required=True,
@@ -196,12 +196,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"model {det.model_name} · faces {det.detector_name} · {len(real)} real, {len(fake)} fake inputs")
     print(f"now: {before.describe()}")
     t0 = time.perf_counter()
-    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=True,
-                  disable=args.no_progress or not err.is_terminal) as bar:
-        task = bar.add_task("scoring", total=len(labelled))
-        items = run_pipeline(det, labelled, args, lambda s: bar.advance(task))
-    det.close()
+    try:
+        with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err, transient=True,
+                      disable=args.no_progress or not err.is_terminal) as bar:
+            task = bar.add_task("scoring", total=len(labelled))
+            items = run_pipeline(det, labelled, args, lambda s: bar.advance(task))
+    finally:
+        det.close()
     o = decide(items, args, before.temperature if not args.fit_temperature else 1.0)
     o.failed = [(LABELS[s.label], s.source, s.status, s.message) for s in items if not s.usable]
     sha = data_sha256([(s.path, lab) for s, lab in labelled if Path(s.path).is_file()])

@@ -94,7 +94,9 @@ def draw_roc(plt: Any, o: Outcome, path: Path) -> None:
         yerr = None if o.tpr is None else np.array([[o.tpr.value - o.tpr.low], [o.tpr.high - o.tpr.value]])
         ax.errorbar([o.fpr.value], [y], xerr=xerr, yerr=yerr, fmt="o", color="C3", capsize=4,
                     label=f"chosen: threshold {o.threshold:.4g} (95% intervals)")
-    ax.axvline(o.target, color="C3", ls=":", lw=1) if o.target_metric == "fpr" else \
+    if o.target_metric == "fpr":
+        ax.axvline(o.target, color="C3", ls=":", lw=1)
+    else:
         ax.axhline(o.target, color="C3", ls=":", lw=1)
     ax.set(xlabel="false-positive rate (real inputs called fake)", ylabel="true-positive rate (fakes caught)",
            xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), title="ROC on the calibration inputs")
