@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ----------------------------------------------------------------------------- before any work
 def _discover(specs: list[str], flag: str) -> list[Any]:
-    from ..predict.media import discover
+    from ..predict import discover
 
     found = discover(specs)
     if not found.sources:
