@@ -365,22 +365,22 @@ def test_bench_reports_operating_points_per_artifact(calibrated, onnx_fp32, demo
                 (data / lab / f"{src.parent.name}_{f.name}").symlink_to(f)
     arts = tmp_path / "arts"
     arts.mkdir()
-    shutil.copy(out / onnx_fp32.name, arts / "calibrated.onnx")  # copies: bench names rows by the resolved file
-    shutil.copy(onnx_fp32, arts / "plain.onnx")
+    shutil.copy(out / onnx_fp32.name, arts / "calibrated.onnx")  # one row per target/precision: vs PyTorch's row
     report = run(weights=demo_model.pretrained_path if hasattr(demo_model, "pretrained_path") else
                  str(SHARED / "weights" / "ms_eff_vit_b0_demo.bin"), artifacts=arts, data=data, iters=3, warmup=1,
                  log=None, progress=False)
-    rows = {r.name if r.target == "torch" else Path(r.artifact).name: r for r in report.rows}
+    rows = {"torch" if r.target == "torch" else Path(r.artifact).name: r for r in report.rows}
     s = load_images(data, 224)
     with torch.no_grad():
         logits = demo_model(torch.from_numpy(s.x)).numpy().reshape(-1).astype(np.float64)
-    real, fake = logits[s.labels == 0], logits[s.labels == 1]
-    fifth = np.sort(real)[::-1][4]  # floor(0.05 * 92) = 4 real inputs above the cut
-    want = float((fake > fifth).mean())
-    cal, plain = rows["calibrated.onnx"], rows["plain.onnx"]
-    for r in (cal, plain):
+    cal, plain = rows["calibrated.onnx"], rows["torch"]  # PyTorch: 0.5 and T = 1, as the plain export
+    for r, temp in ((cal, prov["temperature"]), (plain, 1.0)):
+        p = sigmoid(logits / temp)
+        real = np.sort(p[s.labels == 0])[::-1]
+        cut = (real[3] + real[4]) / 2  # floor(0.05 * 92) = 4 real inputs above the cut, midway to the 5th
         assert r.status == "ok", r.note
-        assert r.tpr_at_fpr5 == pytest.approx(want, abs=1e-4) and r.tpr_at_fpr1 is None
+        assert r.tpr_at_fpr5 == pytest.approx(float((p[s.labels == 1] >= cut).mean()), abs=1e-4)
+        assert r.tpr_at_fpr1 is None
     assert plain.threshold == 0.5 and cal.threshold == pytest.approx(prov["threshold"], abs=1e-6)
     assert cal.agreement_at_threshold == 1.0
     p = sigmoid(logits / prov["temperature"])
