@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import MsvitError
+from ..metrics import sigmoid, tpr_at_fpr
 from ..export.validate import compare, default_atol
 from .metrics import evaluate
 from .plan import Candidate
@@ -33,6 +34,7 @@ def evaluate_row(c: Candidate, x_eval: np.ndarray, ref: np.ndarray, labels: np.n
         setattr(row, k, None if v is None else round(float(v), 6 if k.startswith(("max", "mean")) else 5))
     if row.target != "torch":
         row.max_abs_dlogit = float(acc.max_abs_dlogit)
+    operating_point(c, row, logits, ref, labels)
     if row.target != "torch":
         sess = c.s1 or c.sn
         share = sess.metadata.get("int8_mac_share")
@@ -55,3 +57,25 @@ def evaluate_row(c: Candidate, x_eval: np.ndarray, ref: np.ndarray, labels: np.n
         row.parity_atol, row.parity_passed = parity.atol, parity.passed
         if not parity.passed:
             row.fail(f"parity: max|Δlogit| {parity.max_abs_dlogit:.2e} > atol {atol:g}")
+
+
+def operating_point(c: Candidate, row, logits: np.ndarray, ref: np.ndarray, labels: np.ndarray | None) -> None:
+    """At the artifact's own operating point (msvit-calibrate's threshold and temperature, else
+    0.5 and 1): agreement of its decisions with FP32 torch's; with labels, log loss of its P(fake),
+    and the TPR at FPR 1% and 5% of the real inputs (thresholds chosen on these scores)."""
+    sess = c.s1 or c.sn
+    op = getattr(sess, "operating_point", None) if row.target != "torch" else None
+    t, temp = (op.threshold, op.temperature) if op is not None else (0.5, 1.0)
+    p, pr = sigmoid(np.asarray(logits).reshape(-1) / temp), sigmoid(np.asarray(ref).reshape(-1) / temp)
+    row.threshold = round(float(t), 6)
+    row.agreement_at_threshold = round(float(np.mean((p >= t) == (pr >= t))), 5)
+    if labels is None:
+        return
+    y = np.asarray(labels).reshape(-1)
+    for fpr, key in ((0.01, "tpr_at_fpr1"), (0.05, "tpr_at_fpr5")):
+        v = tpr_at_fpr(p, y, fpr)
+        setattr(row, key, None if v is None else round(v, 5))
+    if temp != 1.0:  # log loss of the P(fake) the artifact states
+        from ..metrics import label_metrics
+
+        row.log_loss = round(float(label_metrics(np.asarray(logits).reshape(-1) / temp, y)["log_loss"]), 5)

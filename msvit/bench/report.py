@@ -34,8 +34,11 @@ def columns(rep: BenchReport, wide: bool = True) -> list[str]:
         cols += [f"p50 ms @{n}", f"img/s @{n}"]
     cols += ["mem MB", "RT"]
     if labelled:
-        cols += ["Acc", "AUC", "logloss"]
-    cols += ["agree", "max|ΔP|"]
+        cols += ["Acc", "AUC", "logloss", "TPR@1%", "TPR@5%"]
+    cols += ["agree"]
+    if any(r.threshold not in (None, 0.5) for r in rep.rows):  # a calibrated artifact: its own decisions too
+        cols += ["thr", "agree@thr"]
+    cols += ["max|ΔP|"]
     if any(r.power_w is not None for r in rep.rows):
         cols += ["W", "mJ/img"]
     if any(r.gpu_compute for r in rep.rows):
@@ -59,6 +62,8 @@ def cells(rep: BenchReport, r: BenchRow, wide: bool = True, note: str | None = N
          f"p50 ms @{n}": _f(LB.get("p50_ms")), f"img/s @{n}": _f(LB.get("throughput"), ".1f"),
          "mem MB": _f(r.memory_peak_mb, ".0f"), "RT": _ok(r.realtime), "Acc": _f(r.accuracy, ".3f"),
          "AUC": _f(r.auc, ".3f"), "logloss": _f(r.log_loss, ".3f"), "agree": _f(r.agreement, ".3f"),
+         "TPR@1%": _f(r.tpr_at_fpr1, ".3f"), "TPR@5%": _f(r.tpr_at_fpr5, ".3f"), "thr": _f(r.threshold, ".3g"),
+         "agree@thr": _f(r.agreement_at_threshold, ".3f"),
          "max|ΔP|": _f(r.max_abs_dprob, ".1e"), "W": _f(r.power_w, ".2f"), "mJ/img": _f(r.energy_mj, ".1f"),
          "GPU ms": _f((r.gpu_compute or {}).get("median_ms")), "note": r.note if note is None else note}
     return [v[c] for c in columns(rep, wide)]

@@ -48,6 +48,12 @@ class BenchRow:
     power_w: float | None = None
     energy_mj: float | None = None  # per image: avg W x mean ms / batch
     power_source: str | None = None
+    # labelled --data: the operating points a deployment picks (FPR 1%/5% of the real inputs here;
+    # None with fewer real inputs than ~3/FPR), and decisions at the artifact's own threshold
+    tpr_at_fpr1: float | None = None
+    tpr_at_fpr5: float | None = None
+    threshold: float | None = None  # the artifact's operating threshold (msvit-calibrate's, else 0.5)
+    agreement_at_threshold: float | None = None  # vs FP32 torch, both at that threshold and temperature
 
     @property
     def icon(self) -> str:

@@ -108,7 +108,8 @@ def card_markdown(file: str, meta: dict[str, str], result: dict[str, Any] | None
     lines += ["", f"## Use ({title})", "", "```python" if "Swift" not in title else "```swift",
               code.format(file=file, name=name, dtype=dtype, shape=shape, **fill).rstrip(), "```", "",
               f"Other platforms: {other.format(file=file, name=name, **fill)}.", "",
-              "P(fake) = sigmoid(logit)" + (" (also returned as `prob`)." if image else "."), ""]
+              (f"P(fake) = sigmoid(logit / {meta['temperature']})" if meta.get("temperature", "1.0") not in ("1", "1.0")
+               else "P(fake) = sigmoid(logit)") + (" (also returned as `prob`)." if image else "."), ""]
     return "\n".join(lines)
 
 

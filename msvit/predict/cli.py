@@ -276,7 +276,8 @@ def run(args: argparse.Namespace, on_prediction: Callable[[int, Prediction, Any]
     det.close()
 
     out = Console(width=TABLE_WIDTH, soft_wrap=False)
-    out.print(f"model {det.model_name} · faces {det.detector_name} · threshold {det.threshold:g}")
+    out.print(f"model {det.model_name} · faces {det.detector_name}", highlight=False)
+    out.print(det.threshold_note.replace("given by the caller", "from --threshold"), highlight=False)
     out.print(summary_table(preds))
     bad = [p for p in preds if p.status != "ok"]
     for p in preds:
@@ -290,6 +291,7 @@ def run(args: argparse.Namespace, on_prediction: Callable[[int, Prediction, Any]
                                    if found.ignored else ""), highlight=False)
     if args.json:
         doc = {"model": det.model_name, "face_detector": det.detector_name, "threshold": det.threshold,
+               "temperature": det.temperature, "threshold_note": det.threshold_note,
                "options": {k: getattr(args, k) for k in ("num_frames", "agg", "conf_thres", "min_face_ratio",
                                                           "margin", "tta_hflip", "faces_only", "det_size")},
                "ignored": found.ignored, "results": [p.to_dict() for p in preds]}

@@ -88,6 +88,13 @@ class Detector:
             create_face_detector(face_detector, conf_thres=conf_thres, det_size=det_size, threads=threads)
         self.conf_thres, self.min_face_ratio, self.margin = conf_thres, min_face_ratio, margin
         self.threshold = float(self.session.threshold if threshold is None else threshold)
+        # msvit-calibrate's operating point (sidecar or metadata): P(fake) = sigmoid(logit / temperature)
+        op = getattr(self.session, "operating_point", None)
+        self.temperature = float(getattr(op, "temperature", 1.0))
+        #: the threshold in use and where it came from, one line (msvit-predict/screen/explain print it)
+        self.threshold_note = op.describe() if threshold is None and op is not None else \
+            f"threshold {self.threshold:.4g} (given by the caller" + (
+                f"; temperature {self.temperature:.3g} from the {op.source})" if self.temperature != 1.0 else ")")
         self.tta_hflip = tta_hflip
         self.size = int(self.session.input_size)
 
@@ -165,8 +172,8 @@ class Detector:
     def _assign(self, results: list[FrameResult], logits: np.ndarray) -> None:
         used = [fr for fr in results if fr.crop_box is not None]
         n = len(used)
-        p = sigmoid(logits[:n])
-        pf = sigmoid(logits[n:]) if self.tta_hflip else None
+        p = sigmoid(logits[:n] / self.temperature)  # fr.logit stays the raw logit
+        pf = sigmoid(logits[n:] / self.temperature) if self.tta_hflip else None
         for i, fr in enumerate(used):
             fr.logit = float(logits[i])
             fr.p_fake = float(p[i]) if pf is None else float((p[i] + pf[i]) / 2)

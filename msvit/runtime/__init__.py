@@ -13,8 +13,9 @@ without a GPU); unreadable files raise :class:`~msvit.errors.ArtifactError`.
 from __future__ import annotations
 
 from .base import InputSpec, Session
+from .calibration import OperatingPoint, operating_point, sidecar_path
 from .formats import BY_NAME, FORMATS, SUFFIXES, Format, detect_format
 from .loader import from_model, load, read_metadata
 
-__all__ = ["BY_NAME", "FORMATS", "Format", "InputSpec", "SUFFIXES", "Session", "detect_format", "from_model", "load",
-           "read_metadata"]
+__all__ = ["BY_NAME", "FORMATS", "Format", "InputSpec", "OperatingPoint", "SUFFIXES", "Session", "detect_format",
+           "from_model", "load", "operating_point", "read_metadata", "sidecar_path"]

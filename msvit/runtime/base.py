@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..model.info import model_info
+from .calibration import OperatingPoint, from_metadata
 from .meta import ArtifactMeta
 
 
@@ -60,8 +61,24 @@ class Session:
         return int(s) if s else self.meta.image_size
 
     @property
+    def operating_point(self) -> OperatingPoint:
+        """Threshold and temperature, and where they came from: the sidecar
+        ``<artifact>.calibration.json`` (read by :func:`msvit.runtime.load`) or the metadata."""
+        op = getattr(self, "_operating_point", None)
+        return op if op is not None else from_metadata(self.metadata, str(self.path or ""))
+
+    @operating_point.setter
+    def operating_point(self, op: OperatingPoint) -> None:
+        self._operating_point = op
+
+    @property
     def threshold(self) -> float:
-        return self.meta.threshold
+        return self.operating_point.threshold
+
+    @property
+    def temperature(self) -> float:
+        """P(fake) = sigmoid(logit / temperature) (1 unless msvit-calibrate fitted one)."""
+        return self.operating_point.temperature
 
     @property
     def precision(self) -> str:

@@ -8,6 +8,7 @@ import os
 
 from ..errors import TargetUnavailableError
 from .base import Session
+from .calibration import from_metadata, read_sidecar
 from .formats import Format, detect_format
 
 
@@ -26,8 +27,10 @@ def load(path: str | os.PathLike, threads: int | None = None, device: str = "cpu
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     fmt = detect_format(path)
+    side = read_sidecar(path)  # a calibration sidecar beside it wins over its metadata (checked against its sha256)
     session = getattr(_module(fmt), fmt.session)(path, threads=threads, device=device, **options)
     session.format, session.title = fmt.name, fmt.title  # one session class may open several formats
+    session.operating_point = side or from_metadata(session.metadata, str(path))
     return session
 
 

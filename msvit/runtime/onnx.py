@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,23 @@ def set_metadata(proto: Any, metadata: dict[str, str]) -> None:
     for k, v in sorted(metadata.items()):
         e = proto.metadata_props.add()
         e.key, e.value = k, str(v)
+
+
+def rewrite_metadata(src: str | os.PathLike, dst_dir: str | os.PathLike, metadata: dict[str, str]) -> list[Path]:
+    """A copy of the ONNX model ``src`` in ``dst_dir`` (same name) whose ``metadata_props`` are
+    ``metadata``; the graph and weights are untouched. Returns the files written."""
+    import onnx
+
+    if str(src).endswith(".ort"):
+        raise ArtifactError(f"{src}: msvit cannot rewrite the metadata of an .ort flatbuffer")
+    try:
+        proto = onnx.load(str(src))
+    except Exception as e:
+        raise ArtifactError(f"{src}: not a readable ONNX model ({first_line(e)})") from None
+    set_metadata(proto, metadata)
+    dst = Path(dst_dir) / Path(src).name
+    onnx.save_model(proto, str(dst))
+    return [dst]
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:

@@ -45,6 +45,18 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     return _metadata_of(_read_model(path))
 
 
+def rewrite_metadata(src: str | os.PathLike, dst_dir: str | os.PathLike, metadata: dict[str, str]) -> list[Path]:
+    """A copy of the IR ``src`` (``.xml`` + ``.bin``) in ``dst_dir`` whose ``rt_info["msvit"]`` is
+    ``metadata`` (added to or replacing the stored keys), saved as read (no fp16 compression, no new transformations). Returns the files."""
+    import openvino as ov
+
+    model = _read_model(src)
+    set_metadata(model, metadata)  # adds and replaces keys (calibration never drops one)
+    dst = Path(dst_dir) / Path(src).name
+    ov.save_model(model, str(dst), compress_to_fp16=False)
+    return [dst, dst.with_suffix(".bin")]
+
+
 class OVSession(Session):
     format = "openvino"
     title = "OpenVINO IR"

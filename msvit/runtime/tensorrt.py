@@ -203,6 +203,17 @@ def read_engine_metadata(path: str | os.PathLike[str]) -> tuple[dict[str, Any], 
     return meta, 4 + n
 
 
+def rewrite_metadata(src: str | os.PathLike[str], dst_dir: str | os.PathLike[str], metadata: dict[str, Any]) -> list[Path]:
+    """A copy of the engine ``src`` in ``dst_dir`` (same name) with a new JSON header; the serialized
+    engine bytes are copied unchanged. Returns the files written."""
+    _, offset = read_engine_metadata(src)
+    if offset == 0:
+        raise ArtifactError(f"{src}: a plan without msvit's header: its threshold cannot be stored in it")
+    dst = Path(dst_dir) / Path(src).name
+    write_engine_file(dst, memoryview(Path(src).read_bytes())[offset:], metadata)
+    return [dst]
+
+
 def _norm_gpu(name: str) -> str:
     return " ".join(str(name).split()).lower()
 

@@ -78,6 +78,18 @@ def validate(args: argparse.Namespace) -> None:
                          "--engine ray")
 
 
+def threshold_line(args: argparse.Namespace) -> str:
+    """The threshold the workers will use and where it came from (the artifact's calibration
+    sidecar or metadata, --threshold, or the default), read without opening the model."""
+    if args.threshold is not None:
+        return f"threshold {args.threshold:.4g} (from --threshold)"
+    if args.weights:
+        return "threshold 0.5 (the model's default, uncalibrated: msvit-calibrate picks one for your footage)"
+    from .. import runtime
+
+    return runtime.operating_point(args.artifact, runtime.read_metadata(args.artifact)).describe()
+
+
 def summary_lines(s: ScreenSummary, out: str) -> list[str]:
     """The closing summary, each line under 100 columns."""
     head = f"{s.inputs} inputs: {s.processed} screened now, {s.skipped} already recorded (skipped)"
@@ -122,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
 
     validate(args)
     config = config_of(args)
+    print(threshold_line(args))
     if args.engine == "ray":
         from .engines import import_ray
 
