@@ -41,6 +41,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("msvit-explain", "msvit.explain.cli:build_parser"),
     Command("msvit-screen", "msvit.screen.cli:build_parser"),
     Command("msvit-web", "msvit.web.cli:build_parser"),
+    Command("msvit-calibrate", "msvit.calibrate.cli:build_parser"),
 )
 
 

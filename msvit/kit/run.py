@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import __version__
+from ..version import __version__
 from ..metrics import sigmoid
 from ..predict import Detector, aggregate, crop_box, select_face
 from ..preprocess import letterbox

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import __version__
+from ..version import __version__
 from ..errors import DataError, UsageError
 from ..fileio import atomic_write, check_output_dir, deferred_signals, make_temp_dir
 from ..model.variants import IMAGENET_MEAN, IMAGENET_STD
