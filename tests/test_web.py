@@ -112,17 +112,36 @@ def test_js_kernels_equal_msvit(tmp_path):
 
 # ---------------------------------------------------------------- slow: artifacts in the page
 @pytest.fixture(scope="module")
-def web_fp32(artifact_onnx_fp32, tmp_path_factory) -> Path:
-    from msvit.web import build_web
+def artifact_litert_fp32(demo_model, tmp_path_factory) -> Path:
+    """The classifier --target web exports by default: LiteRT (.tflite, float32 NCHW input)."""
+    pytest.importorskip("litert_torch")
+    from msvit.export import export
 
-    return build_web(artifact_onnx_fp32, tmp_path_factory.mktemp("web") / "fp32_web")
+    res = export(demo_model, "litert", "fp32", tmp_path_factory.mktemp("litert-fp32"), log=None)
+    return res.path
 
 
 @pytest.fixture(scope="module")
-def web_int8(artifact_onnx_int8, tmp_path_factory) -> Path:
+def artifact_litert_int8(demo_model, calib_set, tmp_path_factory) -> Path:
+    pytest.importorskip("litert_torch")
+    from msvit.export import export
+
+    res = export(demo_model, "litert", "int8", tmp_path_factory.mktemp("litert-int8"), calib=calib_set, log=None)
+    return res.path
+
+
+@pytest.fixture(scope="module")
+def web_fp32(artifact_litert_fp32, tmp_path_factory) -> Path:
     from msvit.web import build_web
 
-    return build_web(artifact_onnx_int8.path, tmp_path_factory.mktemp("web") / "int8_web")
+    return build_web(artifact_litert_fp32, tmp_path_factory.mktemp("web") / "fp32_web")
+
+
+@pytest.fixture(scope="module")
+def web_int8(artifact_litert_int8, tmp_path_factory) -> Path:
+    from msvit.web import build_web
+
+    return build_web(artifact_litert_int8, tmp_path_factory.mktemp("web") / "int8_web")
 
 
 @pytest.fixture(scope="module")
@@ -165,13 +184,39 @@ def _parity(folder: Path, artifact: Path, tol: float) -> list[dict]:
 
 
 @needs_browser
-def test_web_fp32_matches_predict(web_fp32, artifact_onnx_fp32, tolerance):
-    _parity(web_fp32, artifact_onnx_fp32, tolerance)
+def test_web_fp32_matches_predict(web_fp32, artifact_litert_fp32, tolerance):
+    _parity(web_fp32, artifact_litert_fp32, tolerance)
 
 
 @needs_browser
-def test_web_int8_matches_predict(web_int8, artifact_onnx_int8, tolerance):
-    _parity(web_int8, artifact_onnx_int8.path, tolerance)
+def test_web_int8_matches_predict(web_int8, artifact_litert_int8, tolerance):
+    _parity(web_int8, artifact_litert_int8, tolerance)
+
+
+@needs_browser
+def test_onnx_classifier_on_onnxruntime_web(artifact_onnx_fp32, tmp_path):
+    """--web-runtime onnx: the .onnx classifier on onnxruntime-web gives native onnxruntime's logit
+    on the same crop, threaded in a cross-origin isolated page; a .tflite folder carries no ORT."""
+    from msvit import runtime
+    from msvit.web import build_web
+
+    folder = build_web(artifact_onnx_fp32, tmp_path / "onnx_web")
+    assert (folder / "runtime" / "ort").is_dir() and (folder / "runtime" / "litert").is_dir()
+    x = np.sin(np.arange(3 * 224 * 224, dtype=np.float32)).reshape(1, 3, 224, 224) * 2
+    with runtime.load(artifact_onnx_fp32) as s:
+        want = float(s.run(x).reshape(-1)[0])
+    with open_page(folder, args=NO_NETWORK) as page:
+        state = page.wait_ready(300)
+        got = page.page.evaluate("""async () => {
+            const rt = await import('./app/runtime.js');
+            const m = await rt.loadModel(window.msvit.config.model);
+            const x = Float32Array.from({length: 3 * 224 * 224}, (_, i) => Math.sin(i) * 2);
+            return {logit: (await m.run(x, [1, 3, 224, 224]))[0][0], threads: m.threads,
+                    cores: navigator.hardwareConcurrency, isolated: self.crossOriginIsolated};
+        }""")
+    assert state["runtime"]["classifier"].startswith("onnxruntime-web") and got["isolated"]
+    assert got["threads"] == max(1, min(4, got["cores"]))
+    assert abs(got["logit"] - want) < 1e-3, (got, want)
 
 
 @needs_browser

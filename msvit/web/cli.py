@@ -16,14 +16,18 @@ from ..errors import OutputExistsError, UsageError, run_cli
 from ..export import cli as export_cli
 from .build import WEB_PRECISIONS, build_web, check_vendored, web_folder_name
 
+#: --web-runtime -> the export target whose artifact the page runs
+WEB_RUNTIMES = {"litert": "litert", "onnx": "onnx"}
+
 WEB_HELP = textwrap.dedent("""\
     web target (msvit-export --target web):
       msvit-export --target web --weights W.bin --out site/                      # fp32
       msvit-export --target web --precision int8 --weights W.bin --calib-data faces/calib --out site/
       msvit-web serve site/ms_eff_vit_b0_fp32_web                                # open the printed URL
-    exports and verifies the ONNX artifact as --target onnx does, then writes <artifact>_web/ beside it:
-    index.html, app/, the artifact with its manifest and card, msvit-predict's BlazeFace model, and the
-    onnxruntime-web + LiteRT.js files (no CDN: works offline).
+    exports and verifies the classifier as --target litert does (--web-runtime onnx: as --target onnx),
+    then writes <artifact>_web/ beside it: index.html, app/, the artifact with its manifest and card,
+    msvit-predict's BlazeFace model and the runtime's JS/WASM files (no CDN: works offline). LiteRT.js
+    runs the .tflite faster than onnxruntime-web runs the .onnx in the browser (docs/web.md).
 """)
 
 
@@ -33,13 +37,19 @@ def export_parser() -> argparse.ArgumentParser:
     for a in p._actions:
         if a.dest == "target":
             a.choices = [*a.choices, "web"]
-            a.help = (a.help or "") + "; web: a static browser app around the ONNX artifact (see below)"
+            a.help = (a.help or "") + "; web: a static browser app around a LiteRT (or ONNX) artifact (see below)"
+    p.add_argument("--web-runtime", choices=WEB_RUNTIMES, default=None,
+                   help="--target web: the classifier's format and browser runtime: litert (default: .tflite on "
+                        "LiteRT.js, the faster one measured) or onnx (.onnx on onnxruntime-web)")
     return p
 
 
 def export_main(argv: Sequence[str] | None = None) -> int:
     """``msvit-export``: export's CLI plus ``--target web``."""
-    args = export_parser().parse_args(argv)
+    parser = export_parser()
+    args = parser.parse_args(argv)
+    if args.target != "web" and args.web_runtime is not None:
+        parser.error("--web-runtime goes with --target web")
     if args.target != "web":
         return run_cli(export_cli._run, args, export_cli._interrupted, prog="msvit-export")
     return run_cli(_export_web, args, export_cli._interrupted, prog="msvit-export")
@@ -52,8 +62,9 @@ def _export_web(args: argparse.Namespace) -> int:
     if args.input != "tensor":
         raise UsageError("--target web feeds the float32 tensor: drop --input image")
     check_vendored()
-    args.target, args.precision = "onnx", precision
-    artifact = Path(args.out) / export_cli.final_names(args, "onnx", precision)[0]
+    target = WEB_RUNTIMES[args.web_runtime or "litert"]
+    args.target, args.precision = target, precision
+    artifact = Path(args.out) / export_cli.final_names(args, target, precision)[0]
     folder = Path(args.out) / web_folder_name(artifact)
     if folder.exists() and not args.overwrite:
         raise OutputExistsError(f"{folder} already exists: pass --overwrite to replace it (nothing was done)")
@@ -70,12 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="msvit-web", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run msvit's deepfake check in a browser: serve a web folder (msvit-export --target web) "
-                    "on this machine, or build one from an ONNX artifact already exported.",
+                    "on this machine, or build one from a LiteRT (.tflite) or ONNX artifact already exported.",
         epilog=textwrap.dedent("""\
             examples:
               msvit-web serve msvit-artifacts/ms_eff_vit_b0_fp32_web            # http://127.0.0.1:8000/
               msvit-web serve DIR --port 0                                       # any free port
-              msvit-web build msvit-artifacts/ms_eff_vit_b0_int8.onnx            # <artifact>_web/ beside it
+              msvit-web build msvit-artifacts/ms_eff_vit_b0_int8.tflite          # <artifact>_web/ beside it
+              msvit-web build msvit-artifacts/ms_eff_vit_b0_fp32.onnx            # on onnxruntime-web
 
             file://: Chromium refuses ES modules and fetch() from file:// pages, so open the folder
             through a server: this one (loopback only, COOP/COEP sent so WASM runs threaded), or any
@@ -87,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8000, help="default 8000; 0: a free port")
     s.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (loopback)")
     s.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host (serves to the network)")
-    b = sub.add_parser("build", help="build a web folder from an exported ONNX artifact")
+    b = sub.add_parser("build", help="build a web folder from an exported LiteRT or ONNX artifact")
     b.add_argument("artifact", type=Path)
     b.add_argument("--out", type=Path, help="default: <artifact>_web beside the artifact")
     b.add_argument("--kit", type=Path, help="a conformance kit folder to include (kit mode: index.html?kit)")
