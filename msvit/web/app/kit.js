@@ -42,10 +42,11 @@ async function png(url) {
   return decodeImage(new File([await r.blob()], url.pathname.split('/').pop()));
 }
 
-/** Run every case of the kit at `kitUrl` (its folder or kit.json) through `pipe`: a run document. */
+/** Run every case of the kit in folder `kitUrl` through `pipe`: {run (the run document), crops
+ * (Map "caseId/index" -> {run, kit}: the page's letterboxed crop and the kit's, RGB bytes)}. */
 export async function runKit(pipe, kit, kitUrl, progress = () => {}) {
   const s = kit.settings, size = pipe.size, opts = { confThres: s.conf_thres, minFaceRatio: s.min_face_ratio };
-  const cases = [];
+  const cases = [], crops = new Map();
   for (const [ci, kc] of kit.cases.entries()) {
     progress(`case ${ci + 1}/${kit.cases.length}: ${kc.id}`);
     const idx = kc.kind === 'video' ? frameIndices(kc.n_frames, s.num_frames) : [0];
@@ -67,8 +68,10 @@ export async function runKit(pipe, kit, kitUrl, progress = () => {}) {
         e2e.push(sigmoid(own[0]));
       }
       if (kf.crop_box && kf.crop) {  // isolated stages: the kit's crop box, the kit's crop
-        f.crop = { rgb_sha256: await sha256(faceCrop(rgb, kf.crop_box, size).data) };
-        const x = normalize([await png(new URL(kf.crop.file, kitUrl))], size);
+        const mine = faceCrop(rgb, kf.crop_box, size), theirs = await png(new URL(kf.crop.file, kitUrl));
+        f.crop = { rgb_sha256: await sha256(mine.data) };
+        crops.set(`${kc.id}/${i}`, { run: mine.data, kit: theirs.data });
+        const x = normalize([theirs], size);
         f.tensor = { sha256: await sha256(x.buffer), ...channelStats(x) };
         const [logit] = await pipe.classifier.run(x, [1, 3, size, size]);
         f.logit = logit[0];
@@ -84,14 +87,16 @@ export async function runKit(pipe, kit, kitUrl, progress = () => {}) {
       p_fake: p, verdict: p === null ? null : (p >= s.threshold ? 'fake' : 'real'), n_frames: kc.n_frames,
       width: kc.width, height: kc.height, p_fake_e2e: pe });
   }
-  return { schema: 1, kind: 'run', created_by: `msvit web app (${pipe.runtime.classifier}; faces: ${pipe.runtime.detector})`,
+  const run = { schema: 1, kind: 'run', created_by: `msvit web app (${pipe.runtime.classifier}; faces: ${pipe.runtime.detector})`,
     artifact: { file: pipe.config.model.split('/').pop(), format: pipe.config.model.split('.').pop(),
       precision: pipe.config.precision, runtime: pipe.runtime.classifier },
     settings: { ...s }, tolerances: {}, cases };
+  return { run, crops };
 }
 
-/** msvit.kit.check in the page: per-stage pass/fail/skip counts, every failure, the first stage. */
-export function checkKit(kit, run) {
+/** msvit.kit.check in the page: per-stage pass/fail/skip counts, every failure, the first stage.
+ * `crops` (from runKit) measures a letterboxed crop that is not byte-identical to the kit's. */
+export function checkKit(kit, run, crops = new Map()) {
   const stages = Object.fromEntries(STAGES.map((st) => [st, { passed: 0, failed: 0, skipped: 0 }]));
   const failures = [], notes = [], tol = Object.fromEntries(Object.entries(kit.tolerances).map(([k, v]) => [k, v.value]));
   const ok = (st) => { stages[st].passed++; };
@@ -154,7 +159,19 @@ export function checkKit(kit, run) {
       // letterbox: the page's crop of the kit's box must be the kit's crop, byte for byte
       if (!kf.crop || !r.crop) skip('letterbox');
       else if (r.crop.rgb_sha256 === kf.crop.rgb_sha256) ok('letterbox');
-      else fail('letterbox', kc, kf, 'letterboxed crop differs (rgb_sha256)', kf.crop.rgb_sha256, r.crop.rgb_sha256);
+      else {
+        const px2 = crops.get(`${kc.id}/${kf.index}`);
+        if (!px2 || px2.run.length !== px2.kit.length) {
+          fail('letterbox', kc, kf, 'letterboxed crop differs (rgb_sha256) and its pixels are not at hand', kf.crop.rgb_sha256, r.crop.rgb_sha256);
+        } else {
+          let mx = 0, sum = 0;
+          for (let i = 0; i < px2.run.length; i++) { const d = Math.abs(px2.run[i] - px2.kit[i]); sum += d; if (d > mx) mx = d; }
+          const mn = sum / px2.run.length;
+          if (mx > tol.crop_max_abs || mn > tol.crop_mean_abs) {
+            fail('letterbox', kc, kf, `crop max |Δ| ${mx}, mean |Δ| ${mn.toFixed(3)} grey levels (tolerance ${tol.crop_max_abs}, ${tol.crop_mean_abs})`, null, [mx, mn], [tol.crop_max_abs, tol.crop_mean_abs]);
+          } else ok('letterbox');
+        }
+      }
       // normalize
       if (!kf.tensor || !r.tensor) skip('normalize');
       else if (r.tensor.sha256 === kf.tensor.sha256) ok('normalize');
@@ -239,10 +256,18 @@ export async function kitMode(pipe, kitUrl, panel) {
     if (!r.ok) throw new Error(`${jsonUrl.pathname}: HTTP ${r.status} (no kit there: export with --kit DATA)`);
     const kit = await r.json();
     if (kit.schema !== 1 || kit.kind !== 'kit') throw new Error(`${jsonUrl.pathname}: not a schema-1 kit (schema ${kit.schema}, kind ${kit.kind})`);
-    const run = await runKit(pipe, kit, base, (msg) => { panel.textContent = `kit mode: ${msg}…`; });
-    const report = checkKit(kit, run);
+    const { run, crops } = await runKit(pipe, kit, base, (msg) => { panel.textContent = `kit mode: ${msg}…`; });
+    const report = checkKit(kit, run, crops);
     render(panel, kit, report);
-    return { kit: kit.artifact, run, report, error: null };
+    // the page's crops as base64 RGB, for a script that checks the run with msvit.kit.check
+    const cropB64 = (id, index) => {
+      const d = crops.get(`${id}/${index}`)?.run;
+      if (!d) return null;
+      let str = '';
+      for (let i = 0; i < d.length; i += 8192) str += String.fromCharCode(...d.subarray(i, i + 8192));
+      return btoa(str);
+    };
+    return { kit: kit.artifact, run, report, error: null, cropB64 };
   } catch (e) {
     panel.textContent = `kit mode: ${e.message}`;
     return { run: null, report: null, error: String(e.message) };
