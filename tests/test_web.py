@@ -271,3 +271,67 @@ def test_live_camera_reports_frames_and_running_verdict(web_fp32, tmp_path):
     assert all(0 <= f["p_fake"] <= 1 for f in live["frames"] if f["p_fake"] is not None)
     assert live["verdict"] in ("fake", "real") and 0 <= live["p_fake"] <= 1
     assert rec["kind"] == "stream" and rec["status"] == "ok" and rec["frames_used"] >= 3
+
+
+# ---------------------------------------------------------------- kit mode (?kit)
+def _kit_in_page(folder: Path, out: Path) -> tuple[dict, Path]:
+    """Open ``folder?kit``, wait for the kit run; returns the page's report and the run JSON
+    (with the page's crops as PNGs beside it, so msvit.kit.check can measure them too)."""
+    from PIL import Image
+
+    out.mkdir(parents=True, exist_ok=True)
+    with open_page(folder, query="?kit", args=NO_NETWORK) as page:
+        page.wait_ready(900)
+        page.wait_for("window.msvit.kit && window.msvit.kit.done", 900, "kit mode")
+        res = page.page.evaluate("({run: window.msvit.kit.run, report: window.msvit.kit.report,"
+                                 " error: window.msvit.kit.error})")
+        assert res["error"] is None, res["error"]
+        panel = page.page.inner_text("#kitpanel")
+        for case in res["run"]["cases"]:
+            for fr in case["frames"]:
+                if fr.get("crop"):
+                    b = page.page.evaluate("([c, i]) => window.msvit.kit.cropB64(c, i)", [case["id"], fr["index"]])
+                    rel = f"crops/{case['id']}-{fr['index']:06d}.png"
+                    (out / "crops").mkdir(exist_ok=True)
+                    Image.fromarray(np.frombuffer(base64.b64decode(b), np.uint8).reshape(224, 224, 3)).save(out / rel)
+                    fr["crop"]["file"] = rel
+    run = out / "run.json"
+    run.write_text(json.dumps(res["run"]))
+    res["report"]["panel"] = panel
+    return res["report"], run
+
+
+@needs_browser
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_kit_passes_in_the_page(precision, request, tmp_path):
+    """The kit written by msvit (native LiteRT, msvit-predict's pipeline) for the artifact the page
+    runs passes in the page, stage by stage: the page's own check and msvit.kit.check on the run
+    it hands out agree, and no stage is left untested. A kit whose face box was moved fails at
+    `detect`, named as the first departing stage."""
+    kitlib = pytest.importorskip("msvit.kit")
+    from msvit.web import build_web
+
+    artifact = request.getfixturevalue(f"artifact_litert_{precision}")
+    kit = kitlib.write_kit(artifact, _inputs(), tmp_path / "kit", log=None)
+    folder = build_web(artifact, tmp_path / "web", kit=tmp_path / "kit")
+    report, run = _kit_in_page(folder, tmp_path / "run")
+    assert report["passed"], report["first_failure"]
+    assert "PASS" in report["panel"]
+    for stage in ("decode", "sample", "detect", "select", "crop_box", "letterbox", "normalize", "classify",
+                  "aggregate", "end_to_end"):
+        assert report["stages"][stage]["passed"] > 0 and not report["stages"][stage]["failed"], stage
+    py = kitlib.check(tmp_path / "kit", run)
+    assert py.passed, py.summary()
+    assert {s: (t.passed, t.failed, t.skipped) for s, t in py.stages.items()} == \
+        {s: (t["passed"], t["failed"], t["skipped"]) for s, t in report["stages"].items()}
+    assert len(kit.cases) == len(_inputs())
+
+    if precision == "fp32":  # a departure is caught and named
+        doc = json.loads((folder / "kit" / "kit.json").read_text())
+        case = next(c for c in doc["cases"] if c["kind"] == "image" and c["frames"][0]["detections"])
+        case["frames"][0]["detections"][0]["box"][0] += 40
+        (folder / "kit" / "kit.json").write_text(json.dumps(doc))
+        bad, _ = _kit_in_page(folder, tmp_path / "run-bad")
+        assert not bad["passed"] and bad["first_stage"] == "detect"
+        assert bad["first_failure"]["case"] == case["id"] and "FAIL at stage detect" in bad["panel"]

@@ -63,6 +63,10 @@ def _export_web(args: argparse.Namespace) -> int:
         raise UsageError("--target web feeds the float32 tensor: drop --input image")
     check_vendored()
     target = WEB_RUNTIMES[args.web_runtime or "litert"]
+    if target == "litert" and precision == "fp16":
+        print("⚠️  --target web --precision fp16: half the download, but LiteRT.js runs fp16 weights several times "
+              "slower than fp32 (it dequantizes them on every run; docs/web.md): fp32 or int8 are faster in the browser",
+              file=sys.stderr)
     args.target, args.precision = target, precision
     artifact = Path(args.out) / export_cli.final_names(args, target, precision)[0]
     folder = Path(args.out) / web_folder_name(artifact)
