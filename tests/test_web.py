@@ -61,6 +61,9 @@ def test_export_cli_adds_web_target_and_checks_before_work(tmp_path, capsys):
     assert export_main(["--target", "web", "--precision", "bf16", "--out", str(tmp_path)]) == 2
     assert "fp32, fp16, int8" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # nothing written
+    with pytest.raises(SystemExit) as e:
+        export_main(["--target", "onnx", "--web-runtime", "onnx", "--out", str(tmp_path)])
+    assert e.value.code == 2 and "--web-runtime goes with --target web" in capsys.readouterr().err
 
 
 @needs_browser
@@ -131,6 +134,14 @@ def artifact_litert_int8(demo_model, calib_set, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def artifact_onnx_web(demo_model, tmp_path_factory) -> Path:
+    """An fp32 ONNX classifier (--web-runtime onnx), exported alone (not --target all)."""
+    from msvit.export import export
+
+    return export(demo_model, "onnx", "fp32", tmp_path_factory.mktemp("onnx-fp32"), log=None).path
+
+
+@pytest.fixture(scope="module")
 def web_fp32(artifact_litert_fp32, tmp_path_factory) -> Path:
     from msvit.web import build_web
 
@@ -185,6 +196,8 @@ def _parity(folder: Path, artifact: Path, tol: float) -> list[dict]:
 
 @needs_browser
 def test_web_fp32_matches_predict(web_fp32, artifact_litert_fp32, tolerance):
+    # a .tflite folder runs everything on LiteRT.js: no onnxruntime-web copied (~15 MB)
+    assert sorted(p.name for p in (web_fp32 / "runtime").iterdir()) == ["litert"]
     _parity(web_fp32, artifact_litert_fp32, tolerance)
 
 
@@ -194,16 +207,16 @@ def test_web_int8_matches_predict(web_int8, artifact_litert_int8, tolerance):
 
 
 @needs_browser
-def test_onnx_classifier_on_onnxruntime_web(artifact_onnx_fp32, tmp_path):
+def test_onnx_classifier_on_onnxruntime_web(artifact_onnx_web, tmp_path):
     """--web-runtime onnx: the .onnx classifier on onnxruntime-web gives native onnxruntime's logit
     on the same crop, threaded in a cross-origin isolated page; a .tflite folder carries no ORT."""
     from msvit import runtime
     from msvit.web import build_web
 
-    folder = build_web(artifact_onnx_fp32, tmp_path / "onnx_web")
+    folder = build_web(artifact_onnx_web, tmp_path / "onnx_web")
     assert (folder / "runtime" / "ort").is_dir() and (folder / "runtime" / "litert").is_dir()
     x = np.sin(np.arange(3 * 224 * 224, dtype=np.float32)).reshape(1, 3, 224, 224) * 2
-    with runtime.load(artifact_onnx_fp32) as s:
+    with runtime.load(artifact_onnx_web) as s:
         want = float(s.run(x).reshape(-1)[0])
     with open_page(folder, args=NO_NETWORK) as page:
         state = page.wait_ready(300)
