@@ -33,7 +33,7 @@ async function litert() {
     litertPromise = (async () => {
       const lrt = await import(new URL('litert/index.js', base).href);
       const threaded = threads() > 1 && (await fetch(new URL('litert/litert_wasm_threaded_internal.js', base),
-        { method: 'HEAD' })).ok;
+        { method: 'HEAD' }).catch(() => ({ ok: false }))).ok;
       await lrt.loadLiteRt(new URL('litert/', base).href, threaded ? { threads: true } : undefined);
       return { lrt, threads: threaded ? threads() : 1 };
     })();
