@@ -66,6 +66,24 @@ def test_export_cli_adds_web_target_and_checks_before_work(tmp_path, capsys):
     assert e.value.code == 2 and "--web-runtime goes with --target web" in capsys.readouterr().err
 
 
+def test_build_refuses_a_kit_of_another_artifact(tmp_path):
+    from msvit.errors import UsageError
+    from msvit.web import build_web
+
+    art = tmp_path / "a.tflite"
+    art.write_bytes(b"TFL3 not really a model")
+    kit = tmp_path / "kit"
+    kit.mkdir()
+    (kit / "kit.json").write_text(json.dumps({"schema": 1, "kind": "kit", "cases": [],
+                                              "artifact": {"file": "b.tflite", "sha256": "0" * 64}}))
+    with pytest.raises(UsageError, match="written for b.tflite"):
+        build_web(art, tmp_path / "web", kit=kit)
+    (kit / "kit.json").write_text(json.dumps({"schema": 1, "kind": "run", "cases": []}))
+    with pytest.raises(UsageError, match="not a schema-1 kit"):
+        build_web(art, tmp_path / "web", kit=kit)
+    assert not (tmp_path / "web").exists()
+
+
 @needs_browser
 def test_js_kernels_equal_msvit(tmp_path):
     """resize.js (cv2 INTER_LINEAR / INTER_AREA), frame_indices and aggregate against msvit's own."""

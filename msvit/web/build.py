@@ -10,6 +10,7 @@ defaults). Nothing is fetched: everything comes from msvit's install.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -79,6 +80,26 @@ def check_artifact(artifact: Path) -> None:
                          "msvit-export --target web, or --target litert / onnx)")
 
 
+def check_kit_for(kit: Path, artifact: Path) -> None:
+    """UsageError unless ``kit`` is a schema-1 kit folder written for ``artifact`` (same sha256):
+    kit mode judges the page's P(fake) against the kit's, which only this artifact gives."""
+    doc = kit / "kit.json"
+    try:
+        meta = json.loads(doc.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--kit {kit}: not a kit folder ({doc}: {e})") from None
+    if not isinstance(meta, dict) or meta.get("schema") != 1 or meta.get("kind") != "kit":
+        raise UsageError(f"--kit {kit}: not a schema-1 kit (kit.json says schema {meta.get('schema')!r}, "
+                         f"kind {meta.get('kind')!r})" if isinstance(meta, dict) else f"--kit {kit}: not a kit")
+    want = (meta.get("artifact") or {}).get("sha256")
+    if want:
+        got = hashlib.sha256(artifact.read_bytes()).hexdigest()
+        if got != want:
+            raise UsageError(f"--kit {kit} was written for {(meta.get('artifact') or {}).get('file', 'another artifact')} "
+                             f"(sha256 {want[:12]}…), not {artifact.name} ({got[:12]}…): write one for this artifact "
+                             f"(msvit-export ... --kit DATA, or python -m msvit.kit write --artifact {artifact.name} DATA)")
+
+
 def build_web(artifact: str | os.PathLike, out: str | os.PathLike, kit: str | os.PathLike | None = None,
               overwrite: bool = False) -> Path:
     """Write the web folder for ``artifact`` (a LiteRT or ONNX classifier msvit exported) as ``out``;
@@ -87,6 +108,8 @@ def build_web(artifact: str | os.PathLike, out: str | os.PathLike, kit: str | os
 
     artifact, out = Path(artifact), Path(out)
     check_artifact(artifact)
+    if kit is not None:
+        check_kit_for(Path(kit), artifact)
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out} already exists: pass --overwrite to replace it (nothing was done)")
     check_output_dir(out.parent, "--out")
