@@ -61,6 +61,11 @@ def test_export_cli_adds_web_target_and_checks_before_work(tmp_path, capsys):
     assert export_main(["--target", "web", "--precision", "bf16", "--out", str(tmp_path)]) == 2
     assert "fp32, fp16, int8" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # nothing written
+    assert export_main(["--target", "web", "--kit", "--out", str(tmp_path)]) == 2  # --kit without DATA
+    assert "--kit needs DATA" in capsys.readouterr().err
+    assert export_main(["--target", "web", "--kit", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
     with pytest.raises(SystemExit) as e:
         export_main(["--target", "onnx", "--web-runtime", "onnx", "--out", str(tmp_path)])
     assert e.value.code == 2 and "--web-runtime goes with --target web" in capsys.readouterr().err
@@ -132,23 +137,33 @@ def test_js_kernels_equal_msvit(tmp_path):
 
 
 # ---------------------------------------------------------------- slow: artifacts in the page
+def _web_export(out: Path, precision: str, weights: Path, *extra: str) -> Path:
+    """msvit-export --target web --kit DATA (the shared images and videos, as a .txt list) as a user
+    runs it: the LiteRT artifact, its kit beside it, the web folder with the kit inside."""
+    pytest.importorskip("litert_torch")
+    from msvit.web.cli import export_main
+
+    data = out / "kit-data.txt"
+    data.write_text("".join(f"{p}\n" for p in _inputs()))
+    rc = export_main(["--target", "web", "--precision", precision, "--weights", str(weights), "--kit", str(data),
+                      "--out", str(out), *extra])
+    assert rc == 0
+    art = out / f"ms_eff_vit_b0_{precision}.tflite"
+    assert art.is_file() and (out / f"{art.name}.kit" / "kit.json").is_file()
+    assert (out / f"{art.stem}_web" / "kit" / "kit.json").is_file()
+    return art
+
+
 @pytest.fixture(scope="module")
-def artifact_litert_fp32(demo_model, tmp_path_factory) -> Path:
+def artifact_litert_fp32(demo_weights, tmp_path_factory) -> Path:
     """The classifier --target web exports by default: LiteRT (.tflite, float32 NCHW input)."""
-    pytest.importorskip("litert_torch")
-    from msvit.export import export
-
-    res = export(demo_model, "litert", "fp32", tmp_path_factory.mktemp("litert-fp32"), log=None)
-    return res.path
+    return _web_export(tmp_path_factory.mktemp("web-fp32"), "fp32", demo_weights)
 
 
 @pytest.fixture(scope="module")
-def artifact_litert_int8(demo_model, calib_set, tmp_path_factory) -> Path:
-    pytest.importorskip("litert_torch")
-    from msvit.export import export
-
-    res = export(demo_model, "litert", "int8", tmp_path_factory.mktemp("litert-int8"), calib=calib_set, log=None)
-    return res.path
+def artifact_litert_int8(demo_weights, faces_dir, tmp_path_factory) -> Path:
+    return _web_export(tmp_path_factory.mktemp("web-int8"), "int8", demo_weights,
+                       "--calib-data", str(faces_dir / "calib"))
 
 
 @pytest.fixture(scope="module")
@@ -160,17 +175,13 @@ def artifact_onnx_web(demo_model, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def web_fp32(artifact_litert_fp32, tmp_path_factory) -> Path:
-    from msvit.web import build_web
-
-    return build_web(artifact_litert_fp32, tmp_path_factory.mktemp("web") / "fp32_web")
+def web_fp32(artifact_litert_fp32) -> Path:
+    return artifact_litert_fp32.with_name(f"{artifact_litert_fp32.stem}_web")
 
 
 @pytest.fixture(scope="module")
-def web_int8(artifact_litert_int8, tmp_path_factory) -> Path:
-    from msvit.web import build_web
-
-    return build_web(artifact_litert_int8, tmp_path_factory.mktemp("web") / "int8_web")
+def web_int8(artifact_litert_int8) -> Path:
+    return artifact_litert_int8.with_name(f"{artifact_litert_int8.stem}_web")
 
 
 @pytest.fixture(scope="module")
@@ -336,33 +347,33 @@ def _kit_in_page(folder: Path, out: Path) -> tuple[dict, Path]:
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_kit_passes_in_the_page(precision, request, tmp_path):
-    """The kit written by msvit (native LiteRT, msvit-predict's pipeline) for the artifact the page
-    runs passes in the page, stage by stage: the page's own check and msvit.kit.check on the run
-    it hands out agree, and no stage is left untested. A kit whose face box was moved fails at
-    `detect`, named as the first departing stage."""
-    kitlib = pytest.importorskip("msvit.kit")
-    from msvit.web import build_web
+    """The kit msvit-export --target web --kit wrote (native LiteRT, msvit-predict's pipeline) for
+    the artifact the page runs passes in the page, stage by stage: the page's own check and
+    msvit.kit.check on the run it hands out agree, and no stage is left untested. A kit whose face
+    box was moved fails at `detect`, named as the first departing stage."""
+    from msvit import kit as kitlib
 
-    artifact = request.getfixturevalue(f"artifact_litert_{precision}")
-    kit = kitlib.write_kit(artifact, _inputs(), tmp_path / "kit", log=None)
-    folder = build_web(artifact, tmp_path / "web", kit=tmp_path / "kit")
+    folder = request.getfixturevalue(f"web_{precision}")
     report, run = _kit_in_page(folder, tmp_path / "run")
     assert report["passed"], report["first_failure"]
     assert "PASS" in report["panel"]
     for stage in ("decode", "sample", "detect", "select", "crop_box", "letterbox", "normalize", "classify",
                   "aggregate", "end_to_end"):
         assert report["stages"][stage]["passed"] > 0 and not report["stages"][stage]["failed"], stage
-    py = kitlib.check(tmp_path / "kit", run)
+    py = kitlib.check(folder / "kit", run)
     assert py.passed, py.summary()
     assert {s: (t.passed, t.failed, t.skipped) for s, t in py.stages.items()} == \
         {s: (t["passed"], t["failed"], t["skipped"]) for s, t in report["stages"].items()}
-    assert len(kit.cases) == len(_inputs())
+    assert py.cases == len(_inputs())
 
-    if precision == "fp32":  # a departure is caught and named
-        doc = json.loads((folder / "kit" / "kit.json").read_text())
+    if precision == "fp32":  # a departure is caught and named (on a copy: the fixture's folder is shared)
+        import shutil
+
+        bad_folder = shutil.copytree(folder, tmp_path / "web-bad")
+        doc = json.loads((bad_folder / "kit" / "kit.json").read_text())
         case = next(c for c in doc["cases"] if c["kind"] == "image" and c["frames"][0]["detections"])
         case["frames"][0]["detections"][0]["box"][0] += 40
-        (folder / "kit" / "kit.json").write_text(json.dumps(doc))
-        bad, _ = _kit_in_page(folder, tmp_path / "run-bad")
+        (bad_folder / "kit" / "kit.json").write_text(json.dumps(doc))
+        bad, _ = _kit_in_page(bad_folder, tmp_path / "run-bad")
         assert not bad["passed"] and bad["first_stage"] == "detect"
         assert bad["first_failure"]["case"] == case["id"] and "FAIL at stage detect" in bad["panel"]

@@ -14,6 +14,7 @@ from typing import Sequence
 
 from ..errors import OutputExistsError, UsageError, run_cli
 from ..export import cli as export_cli
+from ..kit.cli import add_kit_argument, check_kit_argument, kit_dir_for, write_export_kits
 from .build import WEB_PRECISIONS, build_web, check_vendored, web_folder_name
 
 #: --web-runtime -> the export target whose artifact the page runs
@@ -23,11 +24,14 @@ WEB_HELP = textwrap.dedent("""\
     web target (msvit-export --target web):
       msvit-export --target web --weights W.bin --out site/                      # fp32
       msvit-export --target web --precision int8 --weights W.bin --calib-data faces/calib --out site/
+      msvit-export --target web --weights W.bin --kit faces/ clip.mp4 --out site/ # + a kit: index.html?kit
       msvit-web serve site/ms_eff_vit_b0_fp32_web                                # open the printed URL
     exports and verifies the classifier as --target litert does (--web-runtime onnx: as --target onnx),
     then writes <artifact>_web/ beside it: index.html, app/, the artifact with its manifest and card,
     msvit-predict's BlazeFace model and the runtime's JS/WASM files (no CDN: works offline). LiteRT.js
     runs the .tflite faster than onnxruntime-web runs the .onnx in the browser (docs/web.md).
+    --kit DATA: also the artifact's conformance kit, beside it (<artifact>.kit/) and in the folder
+    (kit/), which the page runs at index.html?kit, stage by stage (docs/kit.md).
 """)
 
 
@@ -41,6 +45,7 @@ def export_parser() -> argparse.ArgumentParser:
     p.add_argument("--web-runtime", choices=WEB_RUNTIMES, default=None,
                    help="--target web: the classifier's format and browser runtime: litert (default: .tflite on "
                         "LiteRT.js, the faster one measured) or onnx (.onnx on onnxruntime-web)")
+    add_kit_argument(p)
     return p
 
 
@@ -51,8 +56,17 @@ def export_main(argv: Sequence[str] | None = None) -> int:
     if args.target != "web" and args.web_runtime is not None:
         parser.error("--web-runtime goes with --target web")
     if args.target != "web":
-        return run_cli(export_cli._run, args, export_cli._interrupted, prog="msvit-export")
+        return run_cli(_export, args, export_cli._interrupted, prog="msvit-export")
     return run_cli(_export_web, args, export_cli._interrupted, prog="msvit-export")
+
+
+def _export(args: argparse.Namespace) -> int:
+    """Any other target: export's own work, then a kit beside each artifact with --kit DATA."""
+    check_kit_argument(args)
+    rc, results = export_cli.run_exports(args)
+    if args.kit and rc == 0:
+        write_export_kits(results, args.kit, overwrite=args.overwrite)
+    return rc
 
 
 def _export_web(args: argparse.Namespace) -> int:
@@ -61,6 +75,7 @@ def _export_web(args: argparse.Namespace) -> int:
         raise UsageError(f"--target web --precision {precision}: choose one of {', '.join(WEB_PRECISIONS)}")
     if args.input != "tensor":
         raise UsageError("--target web feeds the float32 tensor: drop --input image")
+    check_kit_argument(args)
     check_vendored()
     target = WEB_RUNTIMES[args.web_runtime or "litert"]
     if target == "litert" and precision == "fp16":
@@ -72,11 +87,16 @@ def _export_web(args: argparse.Namespace) -> int:
     folder = Path(args.out) / web_folder_name(artifact)
     if folder.exists() and not args.overwrite:
         raise OutputExistsError(f"{folder} already exists: pass --overwrite to replace it (nothing was done)")
-    rc = export_cli._run(args)
+    rc, results = export_cli.run_exports(args)
     if rc != 0 or not artifact.is_file():
         return rc or 1
-    build_web(artifact, folder, overwrite=args.overwrite)
-    print(f"web app: {folder}\n  serve it: msvit-web serve {folder}")
+    kit = None
+    if args.kit:  # written by msvit's own pipeline on this artifact, then copied into the folder
+        mine = [r for r in results if r.path is not None and Path(r.path).resolve() == artifact.resolve()]
+        kit = next(iter(write_export_kits(mine, args.kit, overwrite=args.overwrite)), None)
+    build_web(artifact, folder, kit=kit, overwrite=args.overwrite)
+    print(f"web app: {folder}\n  serve it: msvit-web serve {folder}" +
+          (f"\n  kit mode: open index.html?kit there (the kit: {kit})" if kit else ""))
     return 0
 
 
