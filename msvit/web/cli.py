@@ -24,7 +24,7 @@ WEB_HELP = textwrap.dedent("""\
     web target (msvit-export --target web):
       msvit-export --target web --weights W.bin --out site/                      # fp32
       msvit-export --target web --precision int8 --weights W.bin --calib-data faces/calib --out site/
-      msvit-export --target web --weights W.bin --kit faces/ clip.mp4 --out site/ # + a kit: index.html?kit
+      msvit-export --target web --weights W.bin --kit faces/ --out site/         # + a kit (?kit)
       msvit-web serve site/ms_eff_vit_b0_fp32_web                                # open the printed URL
     exports and verifies the classifier as --target litert does (--web-runtime onnx: as --target onnx),
     then writes <artifact>_web/ beside it: index.html, app/, the artifact with its manifest and card,
@@ -104,7 +104,7 @@ def _export_web(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="msvit-web", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Run msvit's deepfake check in a browser: serve a web folder (msvit-export --target web) "
+        description="Run msvit's deepfake check in a browser: serve a web folder (msvit-export --target web)\n"
                     "on this machine, or build one from a LiteRT (.tflite) or ONNX artifact already exported.",
         epilog=textwrap.dedent("""\
             examples:
