@@ -30,5 +30,6 @@ cp "$here/msvit/predict/models/LICENSE" "$dst/litert/LICENSE"  # Apache-2.0 text
 git -C "$here" show HEAD:msvit/web/runtime/ort/LICENSE > "$dst/ort/LICENSE" 2>/dev/null || true  # MIT, Microsoft
 printf 'onnxruntime-web %s (npm), MIT licence: LICENSE\n' "$ORT" > "$dst/ort/VERSION"
 printf '@litertjs/core %s and @litertjs/wasm-utils %s (npm), Apache-2.0: LICENSE\n' "$LITERT" "$LITERT" > "$dst/litert/VERSION"
+chmod 644 "$dst"/ort/* "$dst"/litert/*   # npm's files carry exec bits; data files do not need them
 (cd "$dst" && sha256sum ort/* litert/* | grep -v SHA256SUMS > SHA256SUMS)
 echo "vendored into $dst"; du -sh "$dst"
