@@ -61,6 +61,32 @@ def test_export_cli_adds_web_target_and_checks_before_work(tmp_path, capsys):
     assert export_main(["--target", "web", "--precision", "bf16", "--out", str(tmp_path)]) == 2
     assert "fp32, fp16, int8" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # nothing written
+    assert export_main(["--target", "web", "--kit", "--out", str(tmp_path)]) == 2  # --kit without DATA
+    assert "--kit needs DATA" in capsys.readouterr().err
+    assert export_main(["--target", "web", "--kit", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+    with pytest.raises(SystemExit) as e:
+        export_main(["--target", "onnx", "--web-runtime", "onnx", "--out", str(tmp_path)])
+    assert e.value.code == 2 and "--web-runtime goes with --target web" in capsys.readouterr().err
+
+
+def test_build_refuses_a_kit_of_another_artifact(tmp_path):
+    from msvit.errors import UsageError
+    from msvit.web import build_web
+
+    art = tmp_path / "a.tflite"
+    art.write_bytes(b"TFL3 not really a model")
+    kit = tmp_path / "kit"
+    kit.mkdir()
+    (kit / "kit.json").write_text(json.dumps({"schema": 1, "kind": "kit", "cases": [],
+                                              "artifact": {"file": "b.tflite", "sha256": "0" * 64}}))
+    with pytest.raises(UsageError, match="written for b.tflite"):
+        build_web(art, tmp_path / "web", kit=kit)
+    (kit / "kit.json").write_text(json.dumps({"schema": 1, "kind": "run", "cases": []}))
+    with pytest.raises(UsageError, match="not a schema-1 kit"):
+        build_web(art, tmp_path / "web", kit=kit)
+    assert not (tmp_path / "web").exists()
 
 
 @needs_browser
@@ -111,18 +137,51 @@ def test_js_kernels_equal_msvit(tmp_path):
 
 
 # ---------------------------------------------------------------- slow: artifacts in the page
+def _web_export(out: Path, precision: str, weights: Path, *extra: str) -> Path:
+    """msvit-export --target web --kit DATA (the shared images and videos, as a .txt list) as a user
+    runs it: the LiteRT artifact, its kit beside it, the web folder with the kit inside."""
+    pytest.importorskip("litert_torch")
+    from msvit.web.cli import export_main
+
+    data = out / "kit-data.txt"
+    data.write_text("".join(f"{p}\n" for p in _inputs()))
+    rc = export_main(["--target", "web", "--precision", precision, "--weights", str(weights), "--kit", str(data),
+                      "--out", str(out), *extra])
+    assert rc == 0
+    art = out / f"ms_eff_vit_b0_{precision}.tflite"
+    assert art.is_file() and (out / f"{art.name}.kit" / "kit.json").is_file()
+    assert (out / f"{art.stem}_web" / "kit" / "kit.json").is_file()
+    return art
+
+
 @pytest.fixture(scope="module")
-def web_fp32(artifact_onnx_fp32, tmp_path_factory) -> Path:
-    from msvit.web import build_web
-
-    return build_web(artifact_onnx_fp32, tmp_path_factory.mktemp("web") / "fp32_web")
+def artifact_litert_fp32(demo_weights, tmp_path_factory) -> Path:
+    """The classifier --target web exports by default: LiteRT (.tflite, float32 NCHW input)."""
+    return _web_export(tmp_path_factory.mktemp("web-fp32"), "fp32", demo_weights)
 
 
 @pytest.fixture(scope="module")
-def web_int8(artifact_onnx_int8, tmp_path_factory) -> Path:
-    from msvit.web import build_web
+def artifact_litert_int8(demo_weights, faces_dir, tmp_path_factory) -> Path:
+    return _web_export(tmp_path_factory.mktemp("web-int8"), "int8", demo_weights,
+                       "--calib-data", str(faces_dir / "calib"))
 
-    return build_web(artifact_onnx_int8.path, tmp_path_factory.mktemp("web") / "int8_web")
+
+@pytest.fixture(scope="module")
+def artifact_onnx_web(demo_model, tmp_path_factory) -> Path:
+    """An fp32 ONNX classifier (--web-runtime onnx), exported alone (not --target all)."""
+    from msvit.export import export
+
+    return export(demo_model, "onnx", "fp32", tmp_path_factory.mktemp("onnx-fp32"), log=None).path
+
+
+@pytest.fixture(scope="module")
+def web_fp32(artifact_litert_fp32) -> Path:
+    return artifact_litert_fp32.with_name(f"{artifact_litert_fp32.stem}_web")
+
+
+@pytest.fixture(scope="module")
+def web_int8(artifact_litert_int8) -> Path:
+    return artifact_litert_int8.with_name(f"{artifact_litert_int8.stem}_web")
 
 
 @pytest.fixture(scope="module")
@@ -165,13 +224,41 @@ def _parity(folder: Path, artifact: Path, tol: float) -> list[dict]:
 
 
 @needs_browser
-def test_web_fp32_matches_predict(web_fp32, artifact_onnx_fp32, tolerance):
-    _parity(web_fp32, artifact_onnx_fp32, tolerance)
+def test_web_fp32_matches_predict(web_fp32, artifact_litert_fp32, tolerance):
+    # a .tflite folder runs everything on LiteRT.js: no onnxruntime-web copied (~15 MB)
+    assert sorted(p.name for p in (web_fp32 / "runtime").iterdir()) == ["litert"]
+    _parity(web_fp32, artifact_litert_fp32, tolerance)
 
 
 @needs_browser
-def test_web_int8_matches_predict(web_int8, artifact_onnx_int8, tolerance):
-    _parity(web_int8, artifact_onnx_int8.path, tolerance)
+def test_web_int8_matches_predict(web_int8, artifact_litert_int8, tolerance):
+    _parity(web_int8, artifact_litert_int8, tolerance)
+
+
+@needs_browser
+def test_onnx_classifier_on_onnxruntime_web(artifact_onnx_web, tmp_path):
+    """--web-runtime onnx: the .onnx classifier on onnxruntime-web gives native onnxruntime's logit
+    on the same crop, threaded in a cross-origin isolated page; a .tflite folder carries no ORT."""
+    from msvit import runtime
+    from msvit.web import build_web
+
+    folder = build_web(artifact_onnx_web, tmp_path / "onnx_web")
+    assert (folder / "runtime" / "ort").is_dir() and (folder / "runtime" / "litert").is_dir()
+    x = np.sin(np.arange(3 * 224 * 224, dtype=np.float32)).reshape(1, 3, 224, 224) * 2
+    with runtime.load(artifact_onnx_web) as s:
+        want = float(s.run(x).reshape(-1)[0])
+    with open_page(folder, args=NO_NETWORK) as page:
+        state = page.wait_ready(300)
+        got = page.page.evaluate("""async () => {
+            const rt = await import('./app/runtime.js');
+            const m = await rt.loadModel(window.msvit.config.model);
+            const x = Float32Array.from({length: 3 * 224 * 224}, (_, i) => Math.sin(i) * 2);
+            return {logit: (await m.run(x, [1, 3, 224, 224]))[0][0], threads: m.threads,
+                    cores: navigator.hardwareConcurrency, isolated: self.crossOriginIsolated};
+        }""")
+    assert state["runtime"]["classifier"].startswith("onnxruntime-web") and got["isolated"]
+    assert got["threads"] == max(1, min(4, got["cores"]))
+    assert abs(got["logit"] - want) < 1e-3, (got, want)
 
 
 @needs_browser
@@ -226,3 +313,67 @@ def test_live_camera_reports_frames_and_running_verdict(web_fp32, tmp_path):
     assert all(0 <= f["p_fake"] <= 1 for f in live["frames"] if f["p_fake"] is not None)
     assert live["verdict"] in ("fake", "real") and 0 <= live["p_fake"] <= 1
     assert rec["kind"] == "stream" and rec["status"] == "ok" and rec["frames_used"] >= 3
+
+
+# ---------------------------------------------------------------- kit mode (?kit)
+def _kit_in_page(folder: Path, out: Path) -> tuple[dict, Path]:
+    """Open ``folder?kit``, wait for the kit run; returns the page's report and the run JSON
+    (with the page's crops as PNGs beside it, so msvit.kit.check can measure them too)."""
+    from PIL import Image
+
+    out.mkdir(parents=True, exist_ok=True)
+    with open_page(folder, query="?kit", args=NO_NETWORK) as page:
+        page.wait_ready(900)
+        page.wait_for("window.msvit.kit && window.msvit.kit.done", 900, "kit mode")
+        res = page.page.evaluate("({run: window.msvit.kit.run, report: window.msvit.kit.report,"
+                                 " error: window.msvit.kit.error})")
+        assert res["error"] is None, res["error"]
+        panel = page.page.inner_text("#kitpanel")
+        for case in res["run"]["cases"]:
+            for fr in case["frames"]:
+                if fr.get("crop"):
+                    b = page.page.evaluate("([c, i]) => window.msvit.kit.cropB64(c, i)", [case["id"], fr["index"]])
+                    rel = f"crops/{case['id']}-{fr['index']:06d}.png"
+                    (out / "crops").mkdir(exist_ok=True)
+                    Image.fromarray(np.frombuffer(base64.b64decode(b), np.uint8).reshape(224, 224, 3)).save(out / rel)
+                    fr["crop"]["file"] = rel
+    run = out / "run.json"
+    run.write_text(json.dumps(res["run"]))
+    res["report"]["panel"] = panel
+    return res["report"], run
+
+
+@needs_browser
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_kit_passes_in_the_page(precision, request, tmp_path):
+    """The kit msvit-export --target web --kit wrote (native LiteRT, msvit-predict's pipeline) for
+    the artifact the page runs passes in the page, stage by stage: the page's own check and
+    msvit.kit.check on the run it hands out agree, and no stage is left untested. A kit whose face
+    box was moved fails at `detect`, named as the first departing stage."""
+    from msvit import kit as kitlib
+
+    folder = request.getfixturevalue(f"web_{precision}")
+    report, run = _kit_in_page(folder, tmp_path / "run")
+    assert report["passed"], report["first_failure"]
+    assert "PASS" in report["panel"]
+    for stage in ("decode", "sample", "detect", "select", "crop_box", "letterbox", "normalize", "classify",
+                  "aggregate", "end_to_end"):
+        assert report["stages"][stage]["passed"] > 0 and not report["stages"][stage]["failed"], stage
+    py = kitlib.check(folder / "kit", run)
+    assert py.passed, py.summary()
+    assert {s: (t.passed, t.failed, t.skipped) for s, t in py.stages.items()} == \
+        {s: (t["passed"], t["failed"], t["skipped"]) for s, t in report["stages"].items()}
+    assert py.cases == len(_inputs())
+
+    if precision == "fp32":  # a departure is caught and named (on a copy: the fixture's folder is shared)
+        import shutil
+
+        bad_folder = shutil.copytree(folder, tmp_path / "web-bad")
+        doc = json.loads((bad_folder / "kit" / "kit.json").read_text())
+        case = next(c for c in doc["cases"] if c["kind"] == "image" and c["frames"][0]["detections"])
+        case["frames"][0]["detections"][0]["box"][0] += 40
+        (bad_folder / "kit" / "kit.json").write_text(json.dumps(doc))
+        bad, _ = _kit_in_page(bad_folder, tmp_path / "run-bad")
+        assert not bad["passed"] and bad["first_stage"] == "detect"
+        assert bad["first_failure"]["case"] == case["id"] and "FAIL at stage detect" in bad["panel"]

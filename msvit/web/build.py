@@ -2,13 +2,15 @@
 
 ``build_web(artifact, out)`` copies the page (``index.html`` + the ES modules of ``app/``), the
 classifier artifact with its manifest and card, msvit-predict's BlazeFace full-range model (the
-same file, so boxes match) and the vendored runtimes (onnxruntime-web for the classifier,
-LiteRT.js for BlazeFace: ``runtime/``, pinned, with their licences) into one folder, and writes
+same file, so boxes match) and the vendored runtimes (LiteRT.js for BlazeFace and a ``.tflite``
+classifier, onnxruntime-web for an ``.onnx`` one: ``runtime/``, pinned, with their licences) into
+one folder, and writes
 ``config.json`` (what the page reads: model paths, threshold, input size, msvit-predict's
 defaults). Nothing is fetched: everything comes from msvit's install.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -20,8 +22,9 @@ from ..fileio import check_output_dir, make_temp_dir
 from ..predict.blazeface import blazeface_model_path
 
 HERE = Path(__file__).resolve().parent
-#: what the browser runs per format (only ONNX classifiers for now: see docs/web.md)
-WEB_FORMATS = (".onnx",)
+#: classifier formats the page runs: .tflite on LiteRT.js (the default: faster, see docs/web.md),
+#: .onnx on onnxruntime-web
+WEB_FORMATS = (".tflite", ".onnx")
 WEB_PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -52,6 +55,12 @@ def runtime_versions() -> dict[str, str]:
     return out
 
 
+def runtimes_for(artifact: Path) -> tuple[str, ...]:
+    """The runtime folders a web folder needs: LiteRT.js (BlazeFace, .tflite classifiers), plus
+    onnxruntime-web for an .onnx classifier."""
+    return ("litert", "ort") if artifact.suffix.lower() == ".onnx" else ("litert",)
+
+
 def web_folder_name(artifact: Path) -> str:
     return f"{artifact.stem}_web"
 
@@ -68,17 +77,39 @@ def check_artifact(artifact: Path) -> None:
         raise UsageError(f"{artifact}: no such artifact")
     if artifact.suffix.lower() not in WEB_FORMATS:
         raise UsageError(f"{artifact}: the web app runs {', '.join(WEB_FORMATS)} classifiers (export one with "
-                         "msvit-export --target web, or --target onnx)")
+                         "msvit-export --target web, or --target litert / onnx)")
+
+
+def check_kit_for(kit: Path, artifact: Path) -> None:
+    """UsageError unless ``kit`` is a schema-1 kit folder written for ``artifact`` (same sha256):
+    kit mode judges the page's P(fake) against the kit's, which only this artifact gives."""
+    doc = kit / "kit.json"
+    try:
+        meta = json.loads(doc.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--kit {kit}: not a kit folder ({doc}: {e})") from None
+    if not isinstance(meta, dict) or meta.get("schema") != 1 or meta.get("kind") != "kit":
+        raise UsageError(f"--kit {kit}: not a schema-1 kit (kit.json says schema {meta.get('schema')!r}, "
+                         f"kind {meta.get('kind')!r})" if isinstance(meta, dict) else f"--kit {kit}: not a kit")
+    want = (meta.get("artifact") or {}).get("sha256")
+    if want:
+        got = hashlib.sha256(artifact.read_bytes()).hexdigest()
+        if got != want:
+            raise UsageError(f"--kit {kit} was written for {(meta.get('artifact') or {}).get('file', 'another artifact')} "
+                             f"(sha256 {want[:12]}…), not {artifact.name} ({got[:12]}…): write one for this artifact "
+                             f"(msvit-export ... --kit DATA, or python -m msvit.kit write --artifact {artifact.name} DATA)")
 
 
 def build_web(artifact: str | os.PathLike, out: str | os.PathLike, kit: str | os.PathLike | None = None,
               overwrite: bool = False) -> Path:
-    """Write the web folder for ``artifact`` (an ONNX classifier msvit exported) as ``out``;
+    """Write the web folder for ``artifact`` (a LiteRT or ONNX classifier msvit exported) as ``out``;
     published whole (built beside it, then renamed). Returns ``out``."""
     from .. import runtime
 
     artifact, out = Path(artifact), Path(out)
     check_artifact(artifact)
+    if kit is not None:
+        check_kit_for(Path(kit), artifact)
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out} already exists: pass --overwrite to replace it (nothing was done)")
     check_output_dir(out.parent, "--out")
@@ -86,7 +117,8 @@ def build_web(artifact: str | os.PathLike, out: str | os.PathLike, kit: str | os
     session = runtime.load(artifact)
     try:
         if session.input_spec.kind != "tensor":
-            raise UsageError(f"{artifact}: exported with --input image; the web app feeds the float32 NCHW tensor")
+            raise UsageError(f"{artifact}: exported with --input image; the web app feeds the float32 NCHW tensor "
+                             "(re-export with --input tensor, the default)")
         name, threshold, size = session.describe(), float(session.threshold), int(session.input_size)
         precision = session.precision
     finally:
@@ -96,7 +128,9 @@ def build_web(artifact: str | os.PathLike, out: str | os.PathLike, kit: str | os
     try:
         shutil.copy2(HERE / "index.html", tmp / "index.html")
         shutil.copytree(HERE / "app", tmp / "app", ignore=shutil.ignore_patterns("__pycache__"))
-        shutil.copytree(HERE / "runtime", tmp / "runtime", ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+        # LiteRT.js always (BlazeFace); onnxruntime-web only for an .onnx classifier (~15 MB)
+        for rt in runtimes_for(artifact):
+            shutil.copytree(HERE / "runtime" / rt, tmp / "runtime" / rt, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
         (tmp / "model").mkdir()
         shutil.copy2(artifact, tmp / "model" / artifact.name)
         man, card = _companions(artifact)
@@ -115,7 +149,7 @@ def build_web(artifact: str | os.PathLike, out: str | os.PathLike, kit: str | os
         cfg = WebConfig(model=f"model/{artifact.name}", detector=f"model/{det.name}", model_name=name,
                         precision=precision, threshold=threshold, input_size=size,
                         manifest=f"model/{man.name}" if man else None, card=f"model/{card.name}" if card else None,
-                        kit=kit_rel, runtimes=runtime_versions())
+                        kit=kit_rel, runtimes={k: v for k, v in runtime_versions().items() if k in runtimes_for(artifact)})
         (tmp / "config.json").write_text(json.dumps(asdict(cfg), indent=1) + "\n")
         if out.exists():
             old = out.with_name(out.name + ".old-" + tmp.name)
@@ -132,7 +166,8 @@ def build_web(artifact: str | os.PathLike, out: str | os.PathLike, kit: str | os
 
 def check_vendored() -> None:
     """ArtifactError when msvit's install lacks the runtimes' files (a broken wheel)."""
-    need = [HERE / "runtime" / "ort" / "ort-wasm-simd-threaded.wasm", HERE / "runtime" / "litert" / "litert_wasm_internal.wasm"]
+    need = [HERE / "runtime" / "ort" / "ort-wasm-simd-threaded.wasm"] + [
+        HERE / "runtime" / "litert" / f"litert_wasm{b}_internal.wasm" for b in ("", "_threaded", "_compat")]
     missing = [str(p) for p in need if not p.is_file()]
     if missing:
         raise ArtifactError(f"msvit's web runtimes are missing from its install ({', '.join(missing)}): reinstall msvit")

@@ -3,7 +3,7 @@
 import { Pipeline } from './detect.js';
 import { decodeImage, openVideo, videoFrame, kindOf, InputError } from './media.js';
 import { frameIndices, aggregate } from './pipeline.js';
-import { runKit } from './kit.js';
+import { kitMode } from './kit.js';
 import { drawFrame, card, bars, say } from './view.js';
 
 const root = new URL('../', import.meta.url);
@@ -24,7 +24,8 @@ async function start() {
   const kit = new URLSearchParams(location.search).get('kit');
   if (kit !== null) {
     $('kitpanel').hidden = false;
-    state.kit = await runKit(pipe, new URL(kit || config.kit || 'kit/', root), $('kitpanel'));
+    state.kit = { done: false };
+    state.kit = { ...(await kitMode(pipe, new URL(kit || config.kit || 'kit/', root), $('kitpanel'))), done: true };
   }
 }
 

@@ -32,12 +32,17 @@ export function faceCrop(rgb, cb, size) {
   return letterbox(cropRGB(rgb, cb[0], cb[1], cb[2], cb[3]), size);
 }
 
+// every uint8 value's normalised float per channel, computed op by op in float32 as numpy does:
+// a lookup is bit-identical to the arithmetic and several times faster
+const LUT = [0, 1, 2].map((ch) => Float32Array.from({ length: 256 }, (_, v) => f32(f32(f32(v / 255) - MEAN[ch]) / STD[ch])));
+
 /** uint8 HWC RGB letterboxed crops -> float32 NCHW ImageNet-normalised (msvit.preprocess.normalize). */
 export function normalize(crops, size) {
   const plane = size * size, x = new Float32Array(crops.length * 3 * plane);
   crops.forEach((c, n) => {
-    for (let i = 0; i < plane; i++) for (let ch = 0; ch < 3; ch++) {
-      x[(n * 3 + ch) * plane + i] = f32(f32(f32(c.data[i * 3 + ch] / 255) - MEAN[ch]) / STD[ch]);
+    for (let ch = 0; ch < 3; ch++) {
+      const lut = LUT[ch], d = c.data, o = (n * 3 + ch) * plane;
+      for (let i = 0; i < plane; i++) x[o + i] = lut[d[i * 3 + ch]];
     }
   });
   return x;
