@@ -290,7 +290,7 @@ def _float_guard(ctx: ExportContext, session: Any, verify: ImageSet, res: "Expor
     from .. import runtime
     from ..quantize import verify_set
     from ..quantize.floor import noise_floor
-    from ..quantize.guard import FLOOR, evaluate, float_gate, gate_info
+    from ..quantize.guard import FLOOR, evaluate, float_gate, gate_info  # noqa: F401
 
     opts = ctx.options.int8
     ex = ctx.metadata["exec_precision"]
@@ -319,8 +319,8 @@ def _float_guard(ctx: ExportContext, session: Any, verify: ImageSet, res: "Expor
                           "guard_test": rep.test, "guard_bound_dprob": round(rep.bound_dprob, 6), "guard_n": rep.n,
                           "guard_weakly_verified": rep.weakly_verified})
     if ctx.log:
-        ctx.log(f"  {ex} guard ({'floor: within FP32 input-rounding noise' if rep.test == FLOOR else rep.test}): "
-                f"{rep.summary()}")
+        ctx.log(f"  {ex} guard, {rep.summary()}"
+                + (" (floor: FP32's own change under input rounding)" if rep.test == FLOOR else ""))
     if rep.passed:
         return ""
     return f"{ex} accuracy guard failed: " + "; ".join(rep.reasons) + " (artifact kept, marked failing)"
