@@ -29,8 +29,9 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from .detector import Detector, read_image
-from .media import Source, VideoFrames, read_stream_frames, read_video_frames
+from .media import VideoFrames, read_stream_frames, read_video_frames
 from .results import FrameResult, InputError, Prediction
+from .sources import Source
 
 STAGES = ("decode", "detect", "classify")
 #: frames the decode stage may run ahead of detection (720p RGB: ~2.7 MB each)
@@ -47,6 +48,21 @@ class StageThreads:
     detect: int = 1
     classify: int = 2
     source: str = "default"
+
+    @classmethod
+    def parse(cls, text: str | None) -> "StageThreads | None":
+        """``auto`` (None: choose by measurement) or ``D,T,C`` (``--stage-threads``)."""
+        from ..errors import DataError
+
+        if text is None or text.strip().lower() == "auto":
+            return None
+        try:
+            d, t, c = (int(v) for v in text.split(","))
+        except ValueError:
+            raise DataError(f"--stage-threads {text!r}: use auto or three numbers D,T,C (e.g. 0,1,2)") from None
+        if d < 0 or t < 1 or c < 1:
+            raise DataError(f"--stage-threads {text!r}: decode >= 0 (0: FFmpeg's choice), detect and classify >= 1")
+        return cls(d, t, c, "given (--stage-threads)")
 
     def label(self) -> str:
         return f"decode {self.decode or 'auto'} · detect {self.detect} · classify {self.classify}"
@@ -72,6 +88,17 @@ class StageStats:
         return {"busy_s": {k: round(v, 4) for k, v in self.busy.items()}, "wall_s": round(self.wall, 4),
                 "busy_share": {k: round(v, 4) for k, v in self.share().items()}, "inputs": self.inputs,
                 "frames": self.frames}
+
+
+def stage_detector(model: Any, face_detector: Any, threads: StageThreads, **options: Any) -> Detector:
+    """A :class:`Detector` whose face detector runs ``threads.detect`` threads and whose
+    session runs ``threads.classify`` (``options``: Detector's keywords but ``threads``)."""
+    from .face_registry import create_face_detector
+
+    fd = None if face_detector in (None, "none") else create_face_detector(
+        face_detector, conf_thres=options.get("conf_thres", 0.5), det_size=options.get("det_size"),
+        threads=threads.detect)
+    return Detector(model, fd, threads=threads.classify, **options)
 
 
 class _Stopped(Exception):
@@ -334,4 +361,4 @@ def _drain(q: queue.Queue) -> None:
         pass
 
 
-__all__ = ["OverlappedPredictor", "STAGES", "StageStats", "StageThreads"]
+__all__ = ["OverlappedPredictor", "STAGES", "StageStats", "StageThreads", "stage_detector"]
