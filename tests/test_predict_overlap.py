@@ -113,3 +113,31 @@ def test_a_worker_crash_reaches_the_consumer(detector, monkeypatch):
     with pytest.raises(RuntimeError, match="stage crashed"):
         list(pipe.run(discover([str(IMAGES / "western_real_1.jpg")]).sources, NUM_FRAMES))
     assert Path(IMAGES).is_dir()
+
+
+def test_tuning_candidates_default_and_cache(tmp_path, monkeypatch):
+    from msvit.predict.tune import Tuning, candidates, default_threads, load_tuning, save_tuning, tuning_key
+
+    monkeypatch.setenv("MSVIT_CACHE_DIR", str(tmp_path))
+    c2 = [(c.decode, c.detect, c.classify) for c in candidates(2)]
+    assert c2[0] == (0, 1, 2) and len(c2) == len(set(c2)) and (1, 1, 1) in c2 and (2, 2, 2) in c2
+    assert [(c.decode, c.detect, c.classify) for c in candidates(1)] == [(0, 1, 1), (1, 1, 1)]
+    d = default_threads(3)
+    assert (d.decode, d.detect, d.classify) == (0, 1, 3) and d.source.startswith("default")
+    art = tmp_path / "a.onnx"
+    art.write_bytes(b"x")
+    key = tuning_key(art, "blazeface", None, 20, 2)
+    assert key != tuning_key(art, "blazeface", None, 8, 2) and load_tuning(key) is None
+    save_tuning(key, Tuning(StageThreads(1, 1, 2, "measured on this host (x)"), "v.mp4"))
+    assert load_tuning(key) == StageThreads(1, 1, 2, "measured on this host (x)")
+    art.write_bytes(b"xy")  # a re-exported artifact is measured again
+    assert tuning_key(art, "blazeface", None, 20, 2) != key
+
+
+def test_stage_threads_flag_is_validated():
+    from msvit.errors import DataError
+
+    assert StageThreads.parse("auto") is None and StageThreads.parse("0,1,2") == StageThreads(0, 1, 2, "given (--stage-threads)")
+    for bad in ("1,2", "a,b,c", "-1,1,1", "0,0,1"):
+        with pytest.raises(DataError, match="--stage-threads"):
+            StageThreads.parse(bad)
