@@ -65,9 +65,11 @@ def main(argv=None) -> int:
           f"--threads {args.threads}, {args.rounds} rounds, modes alternating")
     (tmp / "w").mkdir()
     os.symlink(files[0].resolve(), tmp / "w" / files[0].name)
-    for m in modes:  # warm-up, untimed: imports, model and detector loading, OS file cache
+    for m in modes:  # warm-up, untimed: imports, model and detector loading, OS file cache; with
+        # --stage-threads auto and >= 8 videos the overlapped run measures its split here (then cached)
+        folder = tmp / "c" if m == "overlapped" and args.stage_threads == "auto" else tmp / "w"
         with contextlib.redirect_stdout(io.StringIO()):
-            predict_main([str(tmp / "w")] + base[1:] + modes[m])
+            predict_main([str(folder)] + base[1:] + modes[m])
     vpm: dict[str, list[float]] = {m: [] for m in modes}
     last: dict[str, dict] = {}
     for r in range(args.rounds):
