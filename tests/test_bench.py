@@ -298,8 +298,7 @@ def test_tensor_and_image_variants_are_rows_of_their_own(tmp_path):
 def test_pipeline_overlapped_reports_frames_videos_min_and_busy_shares(onnx_dir, demo_weights, capsys):
     """``msvit-bench --pipeline``: the overlapped table (issue 32). The artifact row's stage
     threads are measured (every candidate split recorded, the choice cached for msvit-predict);
-    the PyTorch row has no file to reopen and uses the default split. Same P(fake) as the
-    sequential stages."""
+    the PyTorch row (the baseline) uses the default split. Same P(fake) as the sequential stages."""
     from conftest import SHARED
 
     from msvit.bench.report import print_table

@@ -141,3 +141,34 @@ def test_stage_threads_flag_is_validated():
     for bad in ("1,2", "a,b,c", "-1,1,1", "0,0,1"):
         with pytest.raises(DataError, match="--stage-threads"):
             StageThreads.parse(bad)
+
+
+def test_cli_records_the_pipeline_and_both_modes_agree(tmp_path, capsys, demo_weights):
+    """msvit-predict: overlapped by default (stage threads and their source, busy shares, videos/min
+    in the JSON and under the table), --sequential the old path; same results, same exit code."""
+    import json
+
+    from msvit.predict import detector_status
+    from msvit.predict.cli import main
+
+    if detector_status("blazeface") is not None:
+        pytest.skip("face detector not installed")
+    srcs = [str(VIDEOS / "western_fake.mp4"), str(IMAGES / "asian_real_1.jpg"), str(tmp_path / "missing.mp4")]
+    docs = {}
+    for mode, extra in (("overlapped", ["--stage-threads", "1,1,1"]), ("sequential", ["--sequential"])):
+        js = tmp_path / f"{mode}.json"
+        rc = main([*srcs, "--weights", str(demo_weights), "--num-frames", "4", "--json", str(js), "--no-progress",
+                   *extra])
+        out = capsys.readouterr().out
+        assert rc == 1  # the missing file: exit 1 either way
+        docs[mode] = json.loads(js.read_text())
+        assert f"pipeline: {mode}" in out and all(len(line) <= 100 for line in out.splitlines())
+    pl = docs["overlapped"]["pipeline"]
+    assert pl["mode"] == "overlapped" and pl["stage_threads"] == {"decode": 1, "detect": 1, "classify": 1,
+                                                                  "source": "given (--stage-threads)"}
+    assert set(pl["busy_share"]) == set(STAGES) and pl["videos_per_min"] > 0 and pl["inputs"] == 3
+    assert docs["sequential"]["pipeline"]["mode"] == "sequential"
+    strip = [{k: v for k, v in r.items() if k != "times_ms"} for r in docs["overlapped"]["results"]]
+    assert strip == [{k: v for k, v in r.items() if k != "times_ms"} for r in docs["sequential"]["results"]]
+    assert main([srcs[1], "--weights", str(demo_weights), "--stage-threads", "2,0,1"]) == 2
+    assert "--stage-threads '2,0,1'" in capsys.readouterr().err

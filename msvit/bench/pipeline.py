@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -113,8 +114,9 @@ def time_pipeline(sessions: list[tuple[str, str, Any]], video: str | os.PathLike
 def time_overlapped(rows: list[tuple[PipelineRow, Any]], video: str | os.PathLike, *, num_frames: int, rounds: int,
                     videos: int, face_detector: str | None, threads: int | None, stage_threads: str = "auto",
                     log: Callable[[str], None] | None = None) -> None:
-    """Fill each row's overlapped figures. A row whose session has a file behind it gets its
-    stage threads measured (and cached for msvit-predict); PyTorch rows use the default split."""
+    """Fill each row's overlapped figures. An artifact row gets its stage threads measured (and
+    cached for msvit-predict); the PyTorch row uses the default split."""
+    from ..predict.detector import WEIGHTS_SUFFIXES
     from ..predict.face_registry import DEFAULT_FACE_DETECTOR
     from ..predict.overlap import OverlappedPredictor, StageThreads, stage_detector
     from ..predict.sources import Source
@@ -127,6 +129,8 @@ def time_overlapped(rows: list[tuple[PipelineRow, Any]], video: str | os.PathLik
     try:
         for row, det in rows:
             path = getattr(det.session, "path", None)
+            if path is not None and Path(str(path)).suffix.lower() in WEIGHTS_SUFFIXES:
+                path = None  # PyTorch (weights): the baseline, on the default split
             if given is not None:
                 chosen = given
             elif path is not None:

@@ -195,20 +195,20 @@ def overlap_table(rep: BenchReport):
     from rich.table import Table
 
     s = rep.settings
+    rows = [r for r in rep.pipeline if r.overlap_fps is not None]
+    hows = sorted({(r.stage_threads.get("source") or "").split(" (")[0] for r in rows})
     tab = Table(title=f"overlapped (msvit-predict): {s.get('pipeline_videos')} x {Path(s['pipeline']).name} back to "
-                      "back; threads decode/detect/classify", pad_edge=False, collapse_padding=True)
-    for col in ("", "format", "prec", "frames/s", "× seq", "videos/min", "busy dec", "det", "cls", "threads", "how"):
-        tab.add_column(col, justify="left" if col in ("", "format", "prec", "threads", "how") else "right",
-                       no_wrap=True)
-    for r in rep.pipeline:
-        if r.overlap_fps is None:
-            continue
+                      "back", caption=f"busy = share of the wall time a stage worked; threads decode/detect/classify "
+                                      f"(auto: FFmpeg's choice), {', '.join(hows)}",
+                pad_edge=False, collapse_padding=True)
+    for col in ("", "format", "prec", "frames/s", "x seq", "videos/min", "decode", "detect", "classify", "threads"):
+        tab.add_column(col, justify="left" if col in ("", "format", "prec", "threads") else "right", no_wrap=True)
+    for r in rows:
         b = r.busy_share
         gain = r.overlap_fps / r.fps if r.fps else None
-        how = (r.stage_threads.get("source") or "").split(" (")[0]
         tab.add_row(ICONS.get(r.status, "❌"), r.name, r.precision, _f(r.overlap_fps, ".1f"), _f(gain, ".2f"),
                     _f(r.videos_per_min, ".1f"), *(_pct(b.get(k)) for k in ("decode", "detect", "classify")),
-                    _threads(r.stage_threads), how)
+                    _threads(r.stage_threads))
     return tab
 
 
