@@ -4,7 +4,6 @@ shared videos and images and the bad inputs; stopping early leaves no thread beh
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,7 +111,6 @@ def test_a_worker_crash_reaches_the_consumer(detector, monkeypatch):
     monkeypatch.setattr(pipe, "_classify", boom)
     with pytest.raises(RuntimeError, match="stage crashed"):
         list(pipe.run(discover([str(IMAGES / "western_real_1.jpg")]).sources, NUM_FRAMES))
-    assert Path(IMAGES).is_dir()
 
 
 def test_tuning_candidates_default_and_cache(tmp_path, monkeypatch):

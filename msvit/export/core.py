@@ -290,7 +290,7 @@ def _float_guard(ctx: ExportContext, session: Any, verify: ImageSet, res: "Expor
     from .. import runtime
     from ..quantize import verify_set
     from ..quantize.floor import noise_floor
-    from ..quantize.guard import FLOOR, evaluate, float_gate, gate_info  # noqa: F401
+    from ..quantize.guard import FLOOR, evaluate, float_gate, gate_info
 
     opts = ctx.options.int8
     ex = ctx.metadata["exec_precision"]
