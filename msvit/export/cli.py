@@ -29,7 +29,8 @@ EPILOG = textwrap.dedent("""\
       msvit-export --target executorch --precision auto --device-class phone --weights W.bin --calib-data faces/calib
 
     Every artifact that can run here is compared with the PyTorch model before it is
-    reported ✅ (FP32: |Δlogit| <= 1e-4, FP16: <= 1e-2, INT8: decision agreement guard).
+    reported ✅ (FP32: |Δlogit| <= 1e-4, FP16: <= 1e-2 and the float test, BF16: the float
+    test, INT8: decision agreement guard).
     Without --verify-data, 8 deterministic synthetic images are used: real face crops
     are a better check. A manifest <artifact>.json (metadata, parity, sha256) is written
     beside each artifact; files appear under their final names only once complete.
@@ -73,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="onnx", choices=[*TARGETS, "all"], help="what to produce (default: onnx)")
     p.add_argument("--precision", choices=[*PRECISIONS, AUTO],
                    help="default: the target's own (fp32; fp16 for trt/coreml). bf16/fp16 run where the target's "
-                        "runtime executes them on this CPU, under the INT8 accuracy guard; auto: the fastest "
-                        "guarded assignment measured with the target's runtime here (docs: Precision, INT8 and auto)")
+                        "runtime executes them on this CPU, judged against the model's own input-rounding noise "
+                        "(--float-gate); int8 by its accuracy guard; auto: the fastest assignment that passes, "
+                        "measured with the target's runtime here (docs: Precision, INT8 and auto)")
     p.add_argument("--device-class", choices=DEVICE_CLASSES, default="host",
                    help="auto: where the artifact will run. host (default): timed here; phone: not timed here, "
                         "the guarded candidate with the largest share of MACs in int8 wins")
