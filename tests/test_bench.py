@@ -292,3 +292,40 @@ def test_tensor_and_image_variants_are_rows_of_their_own(tmp_path):
     cands = artifact_rows(arts, None, None, 1, 1, SimpleNamespace(weights_sha256="w"), said.append)
     assert [(c.row.input_kind, c.row.note) for c in cands] == [("tensor", ""), ("image", "uint8 image input")]
     assert not said  # nothing skipped
+
+
+@pytest.mark.slow
+def test_pipeline_overlapped_reports_frames_videos_min_and_busy_shares(onnx_dir, demo_weights, capsys):
+    """``msvit-bench --pipeline``: the overlapped table (issue 32). The artifact row's stage
+    threads are measured (every candidate split recorded, the choice cached for msvit-predict);
+    the PyTorch row (the baseline) uses the default split. Same P(fake) as the sequential stages."""
+    from conftest import SHARED
+
+    from msvit.bench.report import print_table
+    from msvit.predict.tune import available_cores, candidates, load_tuning, tuning_key
+
+    video = SHARED / "data" / "videos" / "western_real.mp4"
+    if not video.is_file():
+        pytest.skip("shared videos not found")
+    rep = run(weights=demo_weights, artifacts=onnx_dir, pipeline=video, pipeline_frames=4, pipeline_iters=1,
+              pipeline_videos=2, threads=2, **FAST)
+    rows = [r for r in rep.pipeline if r.status == "ok"]
+    assert len(rows) == 2, rep.pipeline
+    for r in rows:
+        assert r.overlap_fps > 0 and r.videos_per_min > 0 and r.overlap_p_fake == r.p_fake
+        assert set(r.busy_share) == {"decode", "detect", "classify"}
+        assert all(0 < v <= 1.05 for v in r.busy_share.values())
+    torch_row, onnx_row = rows
+    assert torch_row.stage_threads["source"].startswith("default") and not torch_row.tuning
+    assert onnx_row.stage_threads["source"].startswith("measured")
+    assert [(t["decode"], t["detect"], t["classify"]) for t in onnx_row.tuning] == \
+        [(c.decode, c.detect, c.classify) for c in candidates(2)]
+    path = next(onnx_dir.glob("*.onnx"))
+    cached = load_tuning(tuning_key(path, "blazeface", None, 4, 2))
+    assert cached is not None and cached.source == onnx_row.stage_threads["source"]
+    d = json.loads(json.dumps(rep.to_dict(), default=str))
+    assert {"overlap_fps", "videos_per_min", "busy_share", "stage_threads", "tuning"} <= set(d["pipeline"][0])
+    print_table(rep)
+    out = capsys.readouterr().out
+    assert "overlapped (msvit-predict)" in out and "videos/min" in out
+    assert available_cores() >= 1

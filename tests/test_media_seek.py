@@ -5,11 +5,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED
 
 from msvit.predict.media import read_video_frames
 
 av = pytest.importorskip("av")
-VIDEOS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "videos"
+VIDEOS = SHARED / "data" / "videos"  # conftest: ../shared, or $MSVIT_SHARED
 
 
 def _same(a, b) -> None:

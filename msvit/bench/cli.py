@@ -72,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also time decode -> face detection -> crop -> classify on this video, per artifact")
     pl.add_argument("--pipeline-frames", type=int, default=20, help="frames sampled from the video (default 20)")
     pl.add_argument("--pipeline-iters", type=int, default=5, help="timed runs per stage and row (default 5)")
+    pl.add_argument("--pipeline-videos", type=int, default=4,
+                    help="overlapped pipeline (msvit-predict's): the video this many times back to back per run; "
+                         "reports sampled frames/s, videos/min, each stage's busy share (0: skip; default 4)")
+    pl.add_argument("--stage-threads", default="auto", metavar="auto|D,T,C",
+                    help="overlapped stage threads: decode (0: FFmpeg's choice), detect, classify; auto "
+                         "(default): measure the candidates per artifact (cached for msvit-predict)")
     pl.add_argument("--face-detector", default=None, help="face detector for --pipeline (default: msvit-predict's)")
     c.add_argument("--budget-gflops", type=float, default=0.68, dest="budget",
                    help="compute budget in GMACs (fvcore 'FLOPs' convention, as DeepGuard's 0.68 G; default 0.68)")
@@ -160,6 +166,7 @@ def _run(args: argparse.Namespace) -> int:
                         fps=args.fps, budget_gmacs=args.budget, out=args.out, artifacts=args.artifacts,
                         device=args.device, block=args.block, pipeline=args.pipeline,
                         pipeline_frames=args.pipeline_frames, pipeline_iters=args.pipeline_iters,
+                        pipeline_videos=args.pipeline_videos, stage_threads=args.stage_threads,
                         face_detector=args.face_detector)
     rep = run(opts, log=log, progress=not args.quiet)
     print_table(rep, wide=args.wide)

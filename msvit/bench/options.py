@@ -27,7 +27,8 @@ class DeviceUnavailableError(BenchError):
 #: number; checked in one place for BenchOptions and for msvit-bench's flags before any work
 RANGES = (("batch", "--batch", ">=1"), ("iters", "--iters", ">=1"), ("warmup", "--warmup", ">=0"),
           ("block", "--block", ">=1"), ("threads", "--threads", ">=1"), ("pipeline_frames", "--pipeline-frames", ">=1"),
-          ("pipeline_iters", "--pipeline-iters", ">=1"), ("min_time", "--min-time", "num>=0"),
+          ("pipeline_iters", "--pipeline-iters", ">=1"),
+          ("pipeline_videos", "--pipeline-videos", ">=0"), ("min_time", "--min-time", "num>=0"),
           ("fps", "--fps", "num>0"), ("budget_gmacs", "--budget-gflops", "num>0"))
 
 
@@ -74,6 +75,8 @@ class BenchOptions:
     pipeline: str | os.PathLike | None = None  # a video: + end-to-end rows
     pipeline_frames: int = 20
     pipeline_iters: int = 5
+    pipeline_videos: int = 4  # back-to-back videos per overlapped run (0: the sequential stages only)
+    stage_threads: str = "auto"  # the overlapped stages' threads: auto (measured) or D,T,C
     face_detector: str | None = None
 
     def __post_init__(self) -> None:
@@ -84,6 +87,13 @@ class BenchOptions:
         check_ranges(lambda name: getattr(self, name))
         if self.device not in DEVICES:
             raise BenchError(f"unknown --device {self.device!r}; choose {', '.join(DEVICES)}")
+        from ..errors import DataError
+        from ..predict.overlap import StageThreads
+
+        try:
+            StageThreads.parse(self.stage_threads)
+        except DataError as e:
+            raise BenchError(str(e)) from None
         if self.pipeline is not None and not Path(self.pipeline).is_file():
             raise BenchError(f"--pipeline {self.pipeline}: no such video file")
         from ..export.targets import get_target

@@ -155,6 +155,8 @@ def print_table(rep: BenchReport, console: Any = None, wide: bool = False) -> No
         con.print(rep.noise["warning"], style="bold yellow", highlight=False, markup=False)
     if rep.pipeline:
         con.print(pipeline_table(rep, wide))
+        if any(r.overlap_fps is not None for r in rep.pipeline):
+            con.print(overlap_table(rep))
     if any(r.int8_mac_share is not None for r in rep.rows):
         con.print("int8 N% = share of the multiply-adds the artifact runs in int8 (read off its graph)")
     if any(r.exec_precision and r.exec_precision != r.precision for r in rep.rows):
@@ -182,6 +184,36 @@ def pipeline_table(rep: BenchReport, wide: bool = False):
                     _f(r.spread_pct, ".0f"), _ok(r.realtime), _f(r.p_fake, ".3f"),
                     *([r.note] if "note" in cols else []))
     return tab
+
+
+def _threads(t: dict) -> str:
+    return f"{t.get('decode') or 'auto'}/{t.get('detect')}/{t.get('classify')}" if t else "—"
+
+
+def overlap_table(rep: BenchReport):
+    """The overlapped pipeline (msvit-predict's): sampled frames/s, videos/min, busy shares."""
+    from rich.table import Table
+
+    s = rep.settings
+    rows = [r for r in rep.pipeline if r.overlap_fps is not None]
+    hows = sorted({(r.stage_threads.get("source") or "").split(" (")[0] for r in rows})
+    tab = Table(title=f"overlapped (msvit-predict): {s.get('pipeline_videos')} x {Path(s['pipeline']).name} back to "
+                      "back", caption=f"busy = share of the wall time a stage worked; threads decode/detect/classify "
+                                      f"(auto: FFmpeg's choice), {', '.join(hows)}",
+                pad_edge=False, collapse_padding=True)
+    for col in ("", "format", "prec", "frames/s", "x seq", "videos/min", "decode", "detect", "classify", "threads"):
+        tab.add_column(col, justify="left" if col in ("", "format", "prec", "threads") else "right", no_wrap=True)
+    for r in rows:
+        b = r.busy_share
+        gain = r.overlap_fps / r.fps if r.fps else None
+        tab.add_row(ICONS.get(r.status, "❌"), r.name, r.precision, _f(r.overlap_fps, ".1f"), _f(gain, ".2f"),
+                    _f(r.videos_per_min, ".1f"), *(_pct(b.get(k)) for k in ("decode", "detect", "classify")),
+                    _threads(r.stage_threads))
+    return tab
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{v:.0%}"
 
 
 def write_json(rep: BenchReport, path: str | os.PathLike) -> Path:
@@ -215,6 +247,19 @@ def to_markdown(rep: BenchReport) -> str:
                        f"{_f(r.e2e_ms_per_frame, '.1f')} | " + " | ".join(_f(m.get(k), ".1f") for k in
                                                                       ("decode", "detect", "crop", "classify"))
                        + f" | {_f(r.spread_pct, '.0f')} | {_ok(r.realtime)} | {_f(r.p_fake, '.3f')} |")
+    if any(r.overlap_fps is not None for r in rep.pipeline):
+        out += ["", f"**Overlapped pipeline** (msvit-predict's; {rep.settings.get('pipeline_videos')} videos back to "
+                "back; busy = share of the wall time each stage worked):", "",
+                "| format | prec | frames/s | × sequential | videos/min | busy decode | busy detect | busy classify "
+                "| threads d/t/c | chosen |", "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
+        for r in rep.pipeline:
+            if r.overlap_fps is None:
+                continue
+            b = r.busy_share
+            out.append(f"| {r.name} | {r.precision} | {_f(r.overlap_fps, '.1f')} | "
+                       f"{_f(r.overlap_fps / r.fps if r.fps else None, '.2f')} | {_f(r.videos_per_min, '.1f')} | "
+                       + " | ".join(_pct(b.get(k)) for k in ("decode", "detect", "classify"))
+                       + f" | {_threads(r.stage_threads)} | {r.stage_threads.get('source', '')} |")
     out += ["", "✅ ran and met its checks · ❎ exported but a check failed · ❌ not runnable here. "
             "Latency in ms at batch 1 unless marked; ±% = interquartile range of block medians; speed-up = PyTorch "
             "eager / row, median of per-round block ratios of one interleaved run; "

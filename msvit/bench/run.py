@@ -112,7 +112,8 @@ def run(options: BenchOptions | None = None, *, log: Callable[[str], None] | Non
             pipe_rows = time_pipeline([(c.row.name, c.row.precision, c.s1 or c.sn) for c in cands
                                        if c.row.status != "unavailable" and (c.s1 or c.sn) is not None],
                                       o.pipeline, num_frames=o.pipeline_frames, iters=o.pipeline_iters, fps=o.fps,
-                                      face_detector=o.face_detector, threads=threads, log=say)
+                                      face_detector=o.face_detector, threads=threads, log=say,
+                                      overlap_videos=o.pipeline_videos, stage_threads=o.stage_threads)
     finally:
         for c in cands:
             for s in {id(x): x for x in (c.s1, c.sn) if x is not None}.values():

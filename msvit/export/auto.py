@@ -174,14 +174,29 @@ def _fast_share(res: Any) -> float:
     return float(res.extra.get("int8_mac_share", 0.0)) if res is not None and res.precision == "int8" else 0.0
 
 
+def _guard_text(g: dict[str, Any]) -> str:
+    vs = "" if g.get("reference", "fp32") == "fp32" else f" vs {g['reference']}"
+    s = f"{g.get('test') or 'tail'}: max|ΔP|{vs} {g['max_abs_dprob']:.3f}"
+    if g.get("floor"):
+        s += f" (floor {g['floor']['max_abs_dprob']:.3f}), {g['flips']} flips (floor {g['floor']['flips']})"
+    else:
+        s += f" (bound {g['bound_dprob']:.3f}), agreement {g['agreement']:.3f}"
+    return s + (f", AUC drop {g['auc_drop']:.4f}" if g.get("auc_drop") is not None else "")
+
+
 def _summary(res: Any) -> str:
+    """Each test that judged the candidate, with its figures (int8+bf16: INT8's, then bf16's)."""
     if res is None:
         return "not built"
-    g = res.extra.get("guard")
-    if g:
-        return (f"agreement {g['agreement']:.3f}, max|ΔP| {g['max_abs_dprob']:.3f} (bound {g['bound_dprob']:.3f})"
-                + (f", AUC drop {g['auc_drop']:.4f}" if g.get("auc_drop") is not None else ""))
+    parts = [_guard_text(g) for g in (res.extra.get("guard"), res.extra.get("float_guard")) if g]
+    if parts:
+        return "; ".join(parts)
     return res.parity.summary() if res.parity else res.message
+
+
+def _test(res: Any) -> str | None:
+    """Which test(s) judged the candidate (manifest ``guard_test``): fp32 has none but parity."""
+    return None if res is None else res.extra.get("guard_test") or ("parity" if res.parity else None)
 
 
 def export_auto(model: Any, target: str, out_dir: str | Path, *, device_class: str = "host", threads: int = 2,
@@ -245,6 +260,7 @@ def export_auto(model: Any, target: str, out_dir: str | Path, *, device_class: s
                             "exec_precision": t.candidate.exec_precision, "passed": t.passed,
                             "ms": round(t.ms, 3) if t.ms is not None else None,
                             "int8_mac_share": _fast_share(results.get(t.candidate)) if t.passed else None,
+                            "test": _test(results.get(t.candidate)),
                             "guard": _summary(results.get(t.candidate))} for t in choice.trials],
         }
         ex = choice.best.candidate.exec_precision
@@ -286,8 +302,8 @@ def auto_line(record: dict[str, Any]) -> str:
     su = record.get("speedup_vs_fp32")
     head = (f"auto chose {record['chosen']}" + (f": {su:.2f}x over fp32 measured here" if su else "")
             + ("" if record["timed"] else f" ({record.get('note')})"))
-    parts = [f"{c['assignment']} {'✓' if c['passed'] else '✗'}" + (f" {c['ms']:.2f} ms" if c["ms"] else "")
-             for c in record["candidates"]]
+    parts = [f"{c['assignment']} {'✓' if c['passed'] else '✗'}" + (f" [{c['test']}]" if c.get("test") else "")
+             + (f" {c['ms']:.2f} ms" if c["ms"] else "") for c in record["candidates"]]
     groups = record.get("groups", {})
     int8 = [g for g, p in groups.items() if p == "int8"]
     assign = (f"; int8: {', '.join(int8)}; rest {next((p for p in groups.values() if p != 'int8'), 'fp32')}"

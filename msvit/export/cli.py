@@ -29,7 +29,8 @@ EPILOG = textwrap.dedent("""\
       msvit-export --target executorch --precision auto --device-class phone --weights W.bin --calib-data faces/calib
 
     Every artifact that can run here is compared with the PyTorch model before it is
-    reported ✅ (FP32: |Δlogit| <= 1e-4, FP16: <= 1e-2, INT8: decision agreement guard).
+    reported ✅ (FP32: |Δlogit| <= 1e-4, FP16: <= 1e-2 and the float test, BF16: the float
+    test, INT8: decision agreement guard).
     Without --verify-data, 8 deterministic synthetic images are used: real face crops
     are a better check. A manifest <artifact>.json (metadata, parity, sha256) is written
     beside each artifact; files appear under their final names only once complete.
@@ -73,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="onnx", choices=[*TARGETS, "all"], help="what to produce (default: onnx)")
     p.add_argument("--precision", choices=[*PRECISIONS, AUTO],
                    help="default: the target's own (fp32; fp16 for trt/coreml). bf16/fp16 run where the target's "
-                        "runtime executes them on this CPU, under the INT8 accuracy guard; auto: the fastest "
-                        "guarded assignment measured with the target's runtime here (docs: Precision, INT8 and auto)")
+                        "runtime executes them on this CPU, judged against the model's own input-rounding noise "
+                        "(--float-gate); int8 by its accuracy guard; auto: the fastest assignment that passes, "
+                        "measured with the target's runtime here (docs: Precision, INT8 and auto)")
     p.add_argument("--device-class", choices=DEVICE_CLASSES, default="host",
                    help="auto: where the artifact will run. host (default): timed here; phone: not timed here, "
                         "the guarded candidate with the largest share of MACs in int8 wins")
@@ -118,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accuracy guard: max |P(fake) INT8 - P(fake) FP32| on any verify image (default 0.05); "
                         "'floor': keep decisions - max |ΔP| and flips within FP32's own under ±0.5 pixel-step "
                         "input noise on the same images (the model's noise floor; docs: Precision, INT8 and auto)")
+    q.add_argument("--float-gate", choices=["floor", "int8"], default="floor",
+                   help="how bf16/fp16 execution (alone or for an INT8 plan's float groups) is judged: "
+                        "'floor' (default): max |ΔP| and flips within FP32's own input-rounding noise on the "
+                        "same images, AUC drop <= --max-auc-drop; 'int8': INT8's gate (--max-dprob, tail bound)")
     q.add_argument("--sensitivity-dprob", type=float, default=None,
                    help="INT8 plan: simulated |ΔP| bound the chosen INT8 layers may add "
                         "(default --max-dprob / 3: room for the real kernels' extra error)")
@@ -320,7 +326,8 @@ def run_exports(args: argparse.Namespace) -> tuple[int, list]:
     _say_skipped(verify.skipped, args.verify_data, "(verification)")
     int8 = Int8Options(calib_method=args.calib_method, min_agreement=args.min_agreement,
                        max_auc_drop=args.max_auc_drop, max_dprob=args.max_dprob,
-                       sensitivity_dprob=args.sensitivity_dprob, verify_data=verify if args.verify_data else None)
+                       sensitivity_dprob=args.sensitivity_dprob, float_gate=args.float_gate,
+                       verify_data=verify if args.verify_data else None)
     options = ExportOptions(input=args.input, with_prob=args.prob, explain_outputs=args.explain_outputs, trt_version=args.trt_version, max_batch=args.max_batch,
                             minimum_deployment_target=args.min_deployment_target, int8=int8,
                             overwrite=args.overwrite)

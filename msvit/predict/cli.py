@@ -25,6 +25,8 @@ from .draw import save_visuals
 from .results import STATUSES, Prediction
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+#: a corpus with at least this many videos measures the stage threads first when none are cached
+TUNE_MIN_VIDEOS = 8
 TABLE_WIDTH = 100
 FILE_COL = 30  # the table's other columns take 70 of the 100
 
@@ -83,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="camera index (0) or stream URL, or a video file read as a live stream (repeatable)")
     g.add_argument("--stream-every", type=int, default=5, metavar="N",
                    help="streams: classify one frame every N (default %(default)s)")
+    g.add_argument("--stage-threads", default="auto", metavar="auto|D,T,C",
+                   help="threads of the overlapped stages: decode (FFmpeg; 0 = its choice), face detection, "
+                        "classification. auto (default): the split measured fastest on this host for this "
+                        "artifact (msvit-bench --pipeline measures and caches it; a corpus of >= "
+                        f"{TUNE_MIN_VIDEOS} videos measures it first), else decode 0, detect 1, classify --threads")
+    g.add_argument("--sequential", action="store_true",
+                   help="run decode, detection and classification one after another (no overlap)")
     o = p.add_argument_group("output")
     o.add_argument("--json", metavar="PATH", help="write every result, per frame, as JSON")
     o.add_argument("--csv", metavar="PATH", help="write one row per input as CSV")
@@ -130,6 +139,7 @@ def validate(args: argparse.Namespace) -> None:
         raise DataError("nothing to predict: give SOURCE paths or --stream SRC")
     if args.stream_every < 1:
         raise DataError(f"--stream-every must be >= 1, got {args.stream_every}")
+    parse_stage_threads(getattr(args, "stage_threads", "auto"))
     for flag in ("json", "csv"):
         if getattr(args, flag):
             _check_output(getattr(args, flag), f"--{flag}")
@@ -139,6 +149,42 @@ def validate(args: argparse.Namespace) -> None:
         if getattr(args, flag):
             _check_output(getattr(args, flag), "--" + flag.replace("_", "-"), folder=True)
     validate_pipeline(args)
+
+
+def parse_stage_threads(text: str):
+    """``--stage-threads``: see :meth:`~msvit.predict.overlap.StageThreads.parse`."""
+    from .overlap import StageThreads
+
+    return StageThreads.parse(text)
+
+
+def stage_threads_for(args: argparse.Namespace, videos: list[str], say: Callable[[str], None]):
+    """The split this run uses: given, cached measurement, measured now (large corpora), or default."""
+    from .overlap import stage_detector
+    from .tune import (available_cores, default_threads, load_tuning, save_tuning, tune_stage_threads,
+                       tuning_key)
+
+    given = parse_stage_threads(args.stage_threads)
+    if given is not None:
+        return given
+    budget = args.threads or available_cores()
+    fd = None if args.faces_only else args.face_detector
+    key = tuning_key(args.artifact or args.weights, fd, args.det_size, args.num_frames, budget)
+    cached = load_tuning(key)
+    if cached is not None:
+        return cached
+    if len(videos) < TUNE_MIN_VIDEOS:
+        return default_threads(budget)
+    say(f"measuring the stage threads on {Path(videos[0]).name} (once per host and artifact; cached)...")
+    tuning = tune_stage_threads(lambda t: stage_detector(args.artifact or args.weights, fd, t, **_det_options(args)),
+                                videos[0], budget=budget, num_frames=args.num_frames, log=say)
+    save_tuning(key, tuning)
+    return tuning.best
+
+
+def _det_options(args: argparse.Namespace) -> dict[str, Any]:
+    return dict(conf_thres=args.conf_thres, min_face_ratio=args.min_face_ratio, margin=args.margin,
+                threshold=args.threshold, tta_hflip=args.tta_hflip, det_size=args.det_size, model_name=args.model)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -243,10 +289,19 @@ def run(args: argparse.Namespace, on_prediction: Callable[[int, Prediction, Any]
         raise DataError("no image or video found in " + ", ".join(args.sources)
                         + (f" ({len(found.ignored)} other files ignored)" if found.ignored else ""))
     err = Console(stderr=True, width=TABLE_WIDTH)
-    det = Detector(args.artifact or args.weights, None if args.faces_only else args.face_detector,
-                   conf_thres=args.conf_thres, min_face_ratio=args.min_face_ratio, margin=args.margin,
-                   threshold=args.threshold, tta_hflip=args.tta_hflip, det_size=args.det_size,
-                   threads=args.threads, model_name=args.model)
+    # msvit-explain's hook uses the session between inputs: then the stages must not overlap
+    sequential = bool(getattr(args, "sequential", False)) or on_prediction is not None
+    fd = None if args.faces_only else args.face_detector
+    stages = None
+    if sequential:
+        det = Detector(args.artifact or args.weights, fd, threads=args.threads, **_det_options(args))
+    else:
+        from .overlap import OverlappedPredictor, stage_detector
+
+        stages = stage_threads_for(args, [s.path for s in found.sources if s.kind == "video"],
+                                   lambda m: err.print(m, highlight=False, markup=False))
+        det = stage_detector(args.artifact or args.weights, fd, stages, **_det_options(args))
+        pipe = OverlappedPredictor(det, stages.decode)
     crops_dir = Path(args.save_crops) if args.save_crops else None
     ann_dir = Path(args.annotate) if args.annotate else None
     for d in (crops_dir, ann_dir):
@@ -258,9 +313,12 @@ def run(args: argparse.Namespace, on_prediction: Callable[[int, Prediction, Any]
                   TimeElapsedColumn(), console=err, transient=True,
                   disable=args.no_progress or not err.is_terminal) as bar:
         task = bar.add_task("predicting", total=len(found.sources))
-        for i, src in enumerate(found.sources):
-            bar.update(task, description=f"{Path(src.path).name[:40]}")
-            pred = _guarded(det, src, args)
+        keep = bool(args.save_crops or args.annotate or getattr(args, "keep_pixels", False))
+        preds_in = (_guarded(det, src, args) for src in found.sources) if sequential else \
+            pipe.run(found.sources, args.num_frames, args.agg, args.faces_only, keep=keep,
+                     stream_every=args.stream_every)
+        for i, pred in enumerate(preds_in):
+            bar.update(task, description=f"{Path(pred.source).name[:40]}")
             if crops_dir is not None or ann_dir is not None:
                 try:
                     save_visuals(i, pred, crops_dir, ann_dir)
@@ -274,6 +332,12 @@ def run(args: argparse.Namespace, on_prediction: Callable[[int, Prediction, Any]
             bar.advance(task)
     wall = time.perf_counter() - t0
     det.close()
+    pipeline: dict[str, Any] = {"mode": "sequential"}
+    if stages is not None:
+        pipeline = {"mode": "overlapped", "stage_threads": stages.to_dict(), **pipe.stats.to_dict()}
+    n_videos = sum(p.kind == "video" for p in preds)
+    if n_videos and wall > 0:
+        pipeline["videos_per_min"] = round(60.0 * n_videos / wall, 2)
 
     out = Console(width=TABLE_WIDTH, soft_wrap=False)
     out.print(f"model {det.model_name} · faces {det.detector_name}", highlight=False)
@@ -289,16 +353,29 @@ def run(args: argparse.Namespace, on_prediction: Callable[[int, Prediction, Any]
     out.print(f"{len(preds)} inputs: {n_fake} fake, {n_real} real, {len(bad)} without status ok "
               f"({wall:.1f} s)" + (f"; {len(found.ignored)} files in folders were not images/videos"
                                    if found.ignored else ""), highlight=False)
+    out.print(pipeline_line(pipeline), highlight=False, markup=False)
     if args.json:
         doc = {"model": det.model_name, "face_detector": det.detector_name, "threshold": det.threshold,
                "temperature": det.temperature, "threshold_note": det.threshold_note,
                "options": {k: getattr(args, k) for k in ("num_frames", "agg", "conf_thres", "min_face_ratio",
                                                           "margin", "tta_hflip", "faces_only", "det_size")},
-               "ignored": found.ignored, "results": [p.to_dict() for p in preds]}
+               "pipeline": pipeline, "ignored": found.ignored, "results": [p.to_dict() for p in preds]}
         atomic_write_bytes(Path(args.json), json.dumps(doc, indent=1).encode())
     if args.csv:
         atomic_write_bytes(Path(args.csv), to_csv(preds))
     return EXIT_FAILED if bad else EXIT_OK
+
+
+def pipeline_line(pipeline: dict[str, Any]) -> str:
+    """How the stages ran (fits 100 columns on two lines): threads, busy shares, videos/min."""
+    vpm = f" · {pipeline['videos_per_min']:.1f} videos/min" if pipeline.get("videos_per_min") else ""
+    if pipeline["mode"] != "overlapped":
+        return f"pipeline: sequential{vpm}"
+    t, share = pipeline["stage_threads"], pipeline["busy_share"]
+    busy = ", ".join(f"{k} {v:.0%}" for k, v in share.items())
+    return (f"pipeline: overlapped · stage threads decode {t['decode'] or 'auto'}, detect {t['detect']}, "
+            f"classify {t['classify']} ({t['source'].split(' (')[0]})\n"
+            f"busy: {busy} of {pipeline['wall_s']:.1f} s{vpm}")
 
 
 def main(argv: list[str] | None = None) -> int:

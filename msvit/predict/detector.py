@@ -67,6 +67,21 @@ def check_options(flags: bool = False, **values: float | None) -> None:
             raise DataError(f"{shown} must be in [{lo:g}, {hi:g}], got {v}")
 
 
+def read_image(image: Any) -> np.ndarray:
+    """A still image (path, PIL image or array) -> RGB uint8; :class:`InputError` when it is
+    missing, unreadable or empty (what :meth:`Detector.predict_image` reports)."""
+    src = str(image) if isinstance(image, (str, os.PathLike)) else f"<{type(image).__name__}>"
+    if isinstance(image, (str, os.PathLike)) and not Path(image).is_file():
+        raise InputError("missing", f"{image}: no such file")
+    try:
+        rgb = as_rgb(image)
+    except DataError as e:
+        raise InputError("unreadable", str(e)) from None
+    if rgb.size == 0:
+        raise InputError("unreadable", f"{src}: empty image")
+    return rgb
+
+
 class Detector:
     """Faces -> P(fake) with one artifact. Defaults are DeepGuard's.
 
@@ -191,6 +206,14 @@ class Detector:
         t_crop = time.perf_counter()
         logits = self.classify(x)
         t_cls = time.perf_counter()
+        pred.times_ms.update(detect=1e3 * (t_det - t), crop=1e3 * (t_crop - t_det), classify=1e3 * (t_cls - t_crop))
+        return self.finish(pred, frames, results, crops, logits, agg, keep, t_start)
+
+    def finish(self, pred: Prediction, frames: dict[int, np.ndarray], results: list[FrameResult],
+               crops: list[np.ndarray], logits: np.ndarray, agg: str | None, keep: bool,
+               t_start: float) -> Prediction:
+        """The last step of every path (sequential, or :mod:`.overlap`'s): the logits of the
+        crops go to their frames, the frames are aggregated, the verdict and status are set."""
         self._assign(results, logits)
         if keep:
             used = iter(crops)
@@ -198,7 +221,6 @@ class Detector:
                 fr.frame = frames[fr.index]
                 fr.crop = next(used) if fr.crop_box is not None else None
         pred.frames = results
-        pred.times_ms.update(detect=1e3 * (t_det - t), crop=1e3 * (t_crop - t_det), classify=1e3 * (t_cls - t_crop))
         p = pred.p_frames
         if len(p):
             pred.p_fake = aggregate(p, agg) if agg else float(p[0])
@@ -237,14 +259,7 @@ class Detector:
         src = str(image) if isinstance(image, (str, os.PathLike)) else f"<{type(image).__name__}>"
         pred = self._new(src, "image", None)
         try:
-            if isinstance(image, (str, os.PathLike)) and not Path(image).is_file():
-                raise InputError("missing", f"{image}: no such file")
-            try:
-                rgb = as_rgb(image)
-            except DataError as e:
-                raise InputError("unreadable", str(e)) from None
-            if rgb.size == 0:
-                raise InputError("unreadable", f"{src}: empty image")
+            rgb = read_image(image)
             pred.height, pred.width = rgb.shape[:2]
             pred.times_ms["decode"] = 1e3 * (time.perf_counter() - t0)
             return self._run(pred, None, {0: rgb}, None, faces_only, keep, t0)
@@ -297,9 +312,13 @@ class Detector:
         except Exception as e:
             if os.environ.get("MSVIT_DEBUG"):
                 raise
-            p = Prediction(source.path, source.kind, "error", threshold=self.threshold)
-            p.message = f"{source.path}: {type(e).__name__}: {e}" if not isinstance(e, MsvitError) else str(e)
-            return p
+            return self.error_prediction(source, e)
+
+    def error_prediction(self, source: Source, e: Exception) -> Prediction:
+        """Status ``error`` for an unexpected failure on one input, with the reason."""
+        p = Prediction(source.path, source.kind, "error", threshold=self.threshold)
+        p.message = f"{source.path}: {type(e).__name__}: {e}" if not isinstance(e, MsvitError) else str(e)
+        return p
 
     def _predict_source(self, src: Source, num_frames: int, agg: str, faces_only: bool, keep: bool,
                         stream_every: int) -> Prediction:
@@ -327,6 +346,11 @@ class Detector:
 
     def _run_frames(self, pred: Prediction, vf: VideoFrames, agg: str, faces_only: bool, keep: bool,
                     t0: float) -> Prediction:
+        self.describe_frames(pred, vf)
+        return self._run(pred, vf, vf.frames, agg, faces_only, keep, t0)
+
+    def describe_frames(self, pred: Prediction, vf: VideoFrames) -> None:
+        """What the decoded video says about itself (size, rate, truncation) onto ``pred``."""
         pred.n_frames, pred.width, pred.height, pred.fps = vf.n_frames, vf.width, vf.height, vf.fps
         pred.times_ms["decode"] = 1e3 * vf.decode_s
         if vf.truncated:
@@ -335,7 +359,6 @@ class Detector:
                 pred.message = f"video {vf.truncated}: sampled {len(vf.frames)} frames from those"
             else:
                 pred.message = vf.truncated
-        return self._run(pred, vf, vf.frames, agg, faces_only, keep, t0)
 
     def _fail(self, pred: Prediction, e: InputError, t0: float) -> Prediction:
         pred.status, pred.message = e.status, str(e)

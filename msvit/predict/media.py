@@ -18,6 +18,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -79,7 +80,14 @@ def _open(path: str, cv2):
 DECODERS = ("auto", "seek", "grab")  # auto: seek when PyAV can, else grab
 
 
-def read_video_frames(path: str | os.PathLike, num_frames: int = 20, decoder: str = "auto") -> VideoFrames:
+#: ``on_frame(index, rgb)``: called with each sampled frame as soon as it is converted (the
+#: overlapped pipeline detects faces meanwhile); a frame may be handed on and then not be in the
+#: final set (a seek read that falls back to the walk): the returned frames are what counts
+FrameSink = Callable[[int, np.ndarray], None]
+
+
+def read_video_frames(path: str | os.PathLike, num_frames: int = 20, decoder: str = "auto",
+                      on_frame: FrameSink | None = None, threads: int = 0) -> VideoFrames:
     """Decode the frames DeepGuard samples (:func:`frame_indices`), and only those.
 
     ``decoder``: ``seek`` (PyAV, keyframe-aware; raises :class:`ImportError` without PyAV),
@@ -87,6 +95,8 @@ def read_video_frames(path: str | os.PathLike, num_frames: int = 20, decoder: st
     cannot index exactly). Both give the same frames. A video that ends before the frame count
     it declares is read again, sampling the frames that exist, and marked ``truncated``. Raises
     :class:`InputError` for missing, unreadable, audio-only and zero-frame files.
+    ``on_frame``: see :data:`FrameSink`; ``threads``: FFmpeg decoder threads of the seek reader
+    (0: FFmpeg's own choice; the frames are the same for any count).
     """
     if decoder not in DECODERS:
         raise ValueError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
@@ -97,7 +107,7 @@ def read_video_frames(path: str | os.PathLike, num_frames: int = 20, decoder: st
     sniff(p)
     if decoder != "grab":
         try:
-            vf = _seek_read(p, num_frames)
+            vf = _seek_read(p, num_frames, on_frame, threads)
         except ImportError:
             if decoder == "seek":
                 raise
@@ -107,10 +117,10 @@ def read_video_frames(path: str | os.PathLike, num_frames: int = 20, decoder: st
             return vf
         if decoder == "seek":
             raise InputError("unreadable", f"{p}: the seek reader cannot index this file exactly")
-    return _grab_read(p, num_frames, t0)
+    return _grab_read(p, num_frames, t0, on_frame)
 
 
-def _grab_read(p: str, num_frames: int, t0: float) -> VideoFrames:
+def _grab_read(p: str, num_frames: int, t0: float, on_frame: FrameSink | None = None) -> VideoFrames:
     import cv2
 
     cap = _open(p, cv2)
@@ -129,7 +139,7 @@ def _grab_read(p: str, num_frames: int, t0: float) -> VideoFrames:
                 raise InputError("no_frames", f"{p}: the video has no frames")
             cap = _open(p, cv2)
         planned = frame_indices(n, num_frames)
-        frames, last = _grab(cap, planned, cv2)
+        frames, last = _grab(cap, planned, cv2, on_frame)
     finally:
         if cap is not None:
             cap.release()
@@ -148,7 +158,7 @@ def _grab_read(p: str, num_frames: int, t0: float) -> VideoFrames:
         planned = frame_indices(available, num_frames)
         cap = _open(p, cv2)
         try:
-            frames, _ = _grab(cap, planned, cv2) if cap is not None else ({}, -1)
+            frames, _ = _grab(cap, planned, cv2, on_frame) if cap is not None else ({}, -1)
         finally:
             if cap is not None:
                 cap.release()
@@ -220,7 +230,7 @@ def _ranges(pkts: list[_Packet], targets: list[int]) -> list[tuple[int, int]]:
     return merged
 
 
-def _seek_read(p: str, num_frames: int) -> VideoFrames | None:
+def _seek_read(p: str, num_frames: int, on_frame: FrameSink | None = None, threads: int = 0) -> VideoFrames | None:
     """The sampled frames by seeking (see the module docstring), or None when this file must
     be read by the OpenCV walk instead. Raises ImportError without PyAV."""
     import av
@@ -230,7 +240,8 @@ def _seek_read(p: str, num_frames: int) -> VideoFrames | None:
             if not container.streams.video:
                 return None
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"  # frame + slice threads (FFmpeg picks the count)
+            stream.thread_type = "AUTO"  # frame + slice threads
+            stream.thread_count = max(0, int(threads))  # 0: FFmpeg picks the count
             pkts = _index(container, stream)
             # the frame count OpenCV declares is the container's; anything else: the walk decides
             if pkts is None or int(stream.frames or 0) != len(pkts):
@@ -238,7 +249,7 @@ def _seek_read(p: str, num_frames: int) -> VideoFrames | None:
             order = sorted(range(len(pkts)), key=lambda i: pkts[i].pts)  # presentation order
             planned = frame_indices(len(pkts), num_frames)
             want = {pkts[order[i]].pts: i for i in planned}
-            frames = _decode_ranges(container, stream, pkts, [order[i] for i in planned], want)
+            frames = _decode_ranges(container, stream, pkts, [order[i] for i in planned], want, on_frame)
             cc = stream.codec_context
             w, h = int(cc.width or 0), int(cc.height or 0)
             rate = stream.average_rate or stream.base_rate
@@ -252,7 +263,7 @@ def _seek_read(p: str, num_frames: int) -> VideoFrames | None:
 
 
 def _decode_ranges(container, stream, pkts: list[_Packet], targets: list[int],
-                   want: dict[int, int]) -> dict[int, np.ndarray]:
+                   want: dict[int, int], on_frame: FrameSink | None = None) -> dict[int, np.ndarray]:
     """Decode the packets of each range (seeking to its keyframe), skipping disposable ones
     that are not sampled; convert only sampled frames to RGB."""
     feed = set(targets)
@@ -264,6 +275,8 @@ def _decode_ranges(container, stream, pkts: list[_Packet], targets: list[int],
             idx = want.get(fr.pts)
             if idx is not None and idx not in frames:
                 frames[idx] = fr.to_ndarray(format="rgb24")
+                if on_frame is not None:
+                    on_frame(idx, frames[idx])
 
     for a, b in _ranges(pkts, targets):
         first = pkts[a]
@@ -290,7 +303,7 @@ def _decode_ranges(container, stream, pkts: list[_Packet], targets: list[int],
     return frames
 
 
-def _grab(cap, planned: list[int], cv2) -> tuple[dict[int, np.ndarray], int]:
+def _grab(cap, planned: list[int], cv2, on_frame: FrameSink | None = None) -> tuple[dict[int, np.ndarray], int]:
     """Walk to the last planned frame; retrieve only planned ones. Returns (frames, last
     frame index grabbed, -1 if none)."""
     frames: dict[int, np.ndarray] = {}
@@ -306,6 +319,8 @@ def _grab(cap, planned: list[int], cv2) -> tuple[dict[int, np.ndarray], int]:
             ok, bgr = cap.retrieve()
             if ok and bgr is not None and bgr.size:
                 frames[i] = _to_rgb(bgr, cv2)
+                if on_frame is not None:
+                    on_frame(i, frames[i])
     return frames, last
 
 

@@ -1,6 +1,13 @@
 """The accuracy guard: an INT8 artifact is judged against FP32 on the verification images,
 and layers go back to float until it meets the budget (or we say it can't).
 
+Each kind of error has its own test (``GuardReport.test``, manifest ``guard_test``):
+INT8's is the |ΔP| tail bound below (clipping makes a heavy tail that a sample max
+understates); bf16/fp16 *execution* is judged by :func:`float_gate`'s ``floor`` test by
+default: it rounds every float op alike, like the 8-bit input already is, and its measured
+max stays within the model's own input-rounding floor on images it never saw, while the
+tail bound turned bf16's measured 0.032 into 0.10-0.24 (issue 32).
+
 The |ΔP| gate is applied to an *upper bound* on the largest |ΔP| to expect on images the
 guard has never seen, not to the maximum measured on the few it has: a maximum over 15
 images said 0.008 for an artifact that reached 0.057 on the next 83 (issue 14). See
@@ -32,6 +39,9 @@ BOUND_HORIZON = 1000  # the bound is on the |ΔP| that one image in this many un
 #: every resample, while the Hill estimate alone, or an exponential tail, fell short on 3-6 of 9.
 MIN_TAIL_INDEX = 0.5
 DPROB_FLOOR = 1e-3  # |ΔP| below this count as this much: noise-level differences must not make a tail
+#: how bf16/fp16 execution is judged (``Int8Options.float_gate``, ``--float-gate``): ``floor``
+#: (default): within FP32's own input-rounding noise on the same images; ``int8``: INT8's gate
+FLOAT_GATES = ("floor", "int8")
 
 
 @dataclass
@@ -74,6 +84,22 @@ class Gate:
 
     def bound(self, dprob: np.ndarray) -> dict[str, Any]:
         return dprob_bound(dprob, self.bound_method, self.bound_horizon)
+
+    @property
+    def test(self) -> str:
+        """Which test judges: ``floor``, or the bound method (``tail`` | ``max``) under a fixed gate."""
+        return FLOOR if self.uses_floor else self.bound_method
+
+
+def float_gate(gate: Gate, how: str = "floor", floor: NoiseFloor | None = None) -> Gate:
+    """The gate bf16/fp16 execution is held to. ``floor``: max |ΔP| and flips within ``floor``
+    (FP32's input-rounding noise, measured on the same images) and AUC drop within ``gate``'s;
+    ``int8``: ``gate`` itself (INT8's, today's tail bound unless ``--max-dprob floor``)."""
+    if how not in FLOAT_GATES:
+        raise ValueError(f"float gate {how!r}: use one of {FLOAT_GATES}")
+    if how == "int8":
+        return gate
+    return replace(gate, max_dprob=FLOOR, floor=floor if floor is not None else gate.floor)
 
 
 def bound_description(method: str, horizon: int = BOUND_HORIZON) -> str:
@@ -139,6 +165,8 @@ class GuardReport:
     flips: int = 0  # decisions (at P = 0.5) that differ from FP32's
     floor: dict[str, Any] | None = None  # the noise floor it was judged against (floor gate)
     floor_ratio: float | None = None  # max_abs_dprob / the floor's max |ΔP|
+    test: str = ""  # which test judged: tail | max | floor (Gate.test)
+    reference: str = "fp32"  # what |ΔP| and flips are measured against (AUC drop: always vs FP32)
     passed: bool = False
     reasons: list[str] = field(default_factory=list)
 
@@ -146,7 +174,11 @@ class GuardReport:
         return asdict(self)
 
     def summary(self) -> str:
-        s = f"agreement {self.agreement:.3f}, max|ΔP| {self.max_abs_dprob:.3f} (bound {self.bound_dprob:.3f})"
+        vs = "" if self.reference == "fp32" else f" vs {self.reference}"
+        s = f"agreement {self.agreement:.3f}, max|ΔP|{vs} {self.max_abs_dprob:.3f}"
+        s = f"{self.test} test: " + s if self.test else s
+        if self.test != FLOOR:
+            s += f" (bound {self.bound_dprob:.3f})"
         if self.auc_drop is not None:
             s += f", AUC {self.fp32['auc']:.3f}→{self.int8['auc']:.3f}"
         if self.floor is not None:
@@ -156,8 +188,12 @@ class GuardReport:
 
 
 def evaluate(fp32_logits: np.ndarray, runner: Runner, x: np.ndarray, labels: np.ndarray | None, gate: Gate,
-             data: str) -> GuardReport:
-    """Judge ``runner`` (a :class:`~msvit.runtime.Session`, any batch) against FP32 logits."""
+             data: str, auc_reference: np.ndarray | None = None, reference: str = "fp32") -> GuardReport:
+    """Judge ``runner`` (a :class:`~msvit.runtime.Session`, any batch) against FP32 logits.
+
+    ``auc_reference``: judge |ΔP| and flips against ``fp32_logits`` (then another reference,
+    named by ``reference``: e.g. the same INT8 plan run in fp32, to judge only what bf16 adds)
+    but the AUC drop against these FP32 logits."""
     logits = runner(x)
     agr = agreement_metrics(fp32_logits, logits)
     agr.pop("max_abs_dlogit")
@@ -165,9 +201,11 @@ def evaluate(fp32_logits: np.ndarray, runner: Runner, x: np.ndarray, labels: np.
     p8 = sigmoid(np.asarray(logits).reshape(-1))
     b = gate.bound(np.abs(p8 - p32))
     rep = GuardReport(n=len(x), data=data, **agr, bound_dprob=b["bound"], bound=b,
-                      weakly_verified=len(x) < gate.min_verify_images, flips=int(np.sum((p8 >= 0.5) != (p32 >= 0.5))))
+                      weakly_verified=len(x) < gate.min_verify_images, flips=int(np.sum((p8 >= 0.5) != (p32 >= 0.5))),
+                      test=gate.test, reference=reference)
     if labels is not None:
-        rep.fp32, rep.int8 = label_metrics(fp32_logits, labels), label_metrics(logits, labels)
+        base = fp32_logits if auc_reference is None else auc_reference
+        rep.fp32, rep.int8 = label_metrics(base, labels), label_metrics(logits, labels)
         if rep.fp32["auc"] is not None:
             rep.auc_drop = rep.fp32["auc"] - rep.int8["auc"]
     if gate.uses_floor:
@@ -176,8 +214,8 @@ def evaluate(fp32_logits: np.ndarray, runner: Runner, x: np.ndarray, labels: np.
             raise ValueError("the floor gate needs the noise floor measured on the same images (noise_floor)")
         rep.floor, rep.floor_ratio = fl.to_dict(), round(fl.ratio(rep.max_abs_dprob), 4)
         if rep.max_abs_dprob > fl.max_abs_dprob:
-            rep.reasons.append(f"max|ΔP| {rep.max_abs_dprob:.3f} > noise floor {fl.max_abs_dprob:.3f} "
-                               f"({rep.floor_ratio:.2f}x)")
+            rep.reasons.append(f"max|ΔP| {rep.max_abs_dprob:.3f}{'' if reference == 'fp32' else ' vs ' + reference}"
+                               f" > noise floor {fl.max_abs_dprob:.3f} ({rep.floor_ratio:.2f}x)")
         if rep.flips > fl.flips:
             rep.reasons.append(f"{rep.flips} flips > noise floor's {fl.flips}")
     else:
@@ -208,7 +246,8 @@ class GuardResult:
         return {"quantized_groups": self.plan.quantized, "float_groups": self.plan.float_groups,
                 "sensitivity": {g: round(v, 5) for g, v in self.plan.sensitivity.items()},
                 "guard": r.to_dict(), "guard_passed": r.passed,
-                **gate_info(self.gate), "guard_bound_dprob": round(r.bound_dprob, 6), "guard_n": r.n,
+                **gate_info(self.gate), "guard_test": self.gate.test,
+                "guard_bound_dprob": round(r.bound_dprob, 6), "guard_n": r.n,
                 "guard_weakly_verified": r.weakly_verified, "guard_flips": r.flips,
                 **({"guard_floor_ratio": r.floor_ratio} if r.floor_ratio is not None else {}),
                 "attempts": self.attempts}

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UsageError
-from .guard import BOUND_HORIZON, BOUND_METHODS, FLOOR, MIN_VERIFY_IMAGES, Gate
+from .guard import BOUND_HORIZON, BOUND_METHODS, FLOAT_GATES, FLOOR, MIN_VERIFY_IMAGES, Gate
 from .sensitivity import KERNEL_ROOM
 
 
@@ -27,12 +27,17 @@ class Int8Options:
     sensitivity_dprob: float | None = None
     max_attempts: int = 4  # guard: builds, each returning the most sensitive INT8 group to float
     verify_data: Any = None  # folder / CSV / ImageSet, verified on *in addition to* every calibration image
+    #: how bf16/fp16 execution (alone, or the float groups of an INT8 plan) is judged: ``floor``
+    #: (FP32's input-rounding noise on the same images, guard.float_gate) or ``int8`` (the gate above)
+    float_gate: str = "floor"
 
     def __post_init__(self) -> None:
         if isinstance(self.max_dprob, str) and self.max_dprob != FLOOR:
             raise UsageError(f"--max-dprob {self.max_dprob!r}: use a number in [0, 1] or {FLOOR!r}")
         if self.bound_method not in BOUND_METHODS:
             raise UsageError(f"--bound-method {self.bound_method!r}: use one of {', '.join(BOUND_METHODS)}")
+        if self.float_gate not in FLOAT_GATES:
+            raise UsageError(f"--float-gate {self.float_gate!r}: use one of {', '.join(FLOAT_GATES)}")
         if self.bound_horizon < 1 or self.min_verify_images < 0:
             raise UsageError("--bound-horizon must be >= 1 and --min-verify-images >= 0")
 
