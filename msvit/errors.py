@@ -81,6 +81,13 @@ class EngineUnavailableError(MsvitError):
     exit_code = EXIT_UNAVAILABLE
 
 
+class OutputWriteError(MsvitError):
+    """An output could not be written (disk full, quota, I/O error) after the work started: what
+    was already written is whole and kept (a rerun resumes where that is possible)."""
+
+    exit_code = EXIT_FAILED
+
+
 class ValidationError(ExportError):
     """An artifact's outputs do not match the PyTorch reference."""
 
