@@ -149,6 +149,21 @@ def _said(message: str | Callable[[], str]) -> str:
     return message() if callable(message) else message
 
 
+def _display_safe() -> list[tuple[Any, str]]:
+    """stdout/stderr print any file name: one that is not UTF-8 (its bytes held as surrogate
+    escapes) is shown with backslash escapes instead of failing the print. Returns what to restore."""
+    changed = []
+    for stream in (sys.stdout, sys.stderr):
+        errors = getattr(stream, "errors", None)
+        if errors == "strict" and hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="backslashreplace")
+                changed.append((stream, errors))
+            except (ValueError, OSError, TypeError):
+                pass
+    return changed
+
+
 def run_cli(fn: Callable[[Any], int], args: Any, interrupted: str | Callable[[], str] = "interrupted",
             prog: str | None = None) -> int:
     """The one place where exceptions become exit codes (every msvit CLI's ``main`` calls it).
@@ -174,6 +189,7 @@ def run_cli(fn: Callable[[Any], int], args: Any, interrupted: str | Callable[[],
     if prog in ("__main__.py", "-c", ""):
         prog = "msvit"
     debug = debug_requested(args)
+    streams = _display_safe()
     old = None
     try:
         old = signal.signal(signal.SIGTERM, _on_sigterm)
@@ -205,4 +221,9 @@ def run_cli(fn: Callable[[Any], int], args: Any, interrupted: str | Callable[[],
             try:
                 signal.signal(signal.SIGTERM, old)
             except (ValueError, OSError):
+                pass
+        for stream, errors in streams:
+            try:
+                stream.reconfigure(errors=errors)
+            except (ValueError, OSError, TypeError):
                 pass

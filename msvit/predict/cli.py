@@ -210,7 +210,7 @@ def to_csv(preds: list[Prediction]) -> bytes:
         for k in ("total", "decode", "detect", "crop", "classify"):
             row[f"ms_{k}"] = d["times_ms"].get(k)
         w.writerow({k: "" if v is None else v for k, v in row.items()})
-    return buf.getvalue().encode()
+    return buf.getvalue().encode("utf-8", "surrogateescape")  # a name that is not UTF-8: its own bytes
 
 
 # ----------------------------------------------------------------------------- table
