@@ -244,7 +244,7 @@ def test_odd_names_each_get_a_record_local_engine_and_predict(tmp_path, capsys):
 
 
 def test_discovery_names_each_odd_entry(tmp_path):
-    from msvit.predict.media import discover
+    from msvit.predict.sources import discover
 
     d = tmp_path / "d"
     d.mkdir()
@@ -453,6 +453,7 @@ def _home_cases(tmp: Path) -> dict[str, list[str]]:
         "msvit-explain": [img, "--weights", str(DEMO_WEIGHTS), "--method", "hirescam", "--method", "eigencam",
                           "--out", str(tmp / "e")],
         "msvit-screen": [img, "--artifact", onnx, "--out", str(tmp / "s"), "--workers", "1", "--no-progress"],
+        "msvit-web": ["build", onnx, "--out", str(tmp / "w")],
     }
 
 
@@ -480,4 +481,4 @@ def test_no_msvit_command_writes_into_home(tmp_path):
             shutil.rmtree(home)
             home.mkdir()
     assert not written, f"written into $HOME: {written}"
-    assert (tmp_path / "e" / "explain.json").exists() and (tmp_path / "b.png").exists()
+    assert (tmp_path / "e" / "explain.json").exists() and (tmp_path / "b.png").exists() and (tmp_path / "w").is_dir()
