@@ -121,10 +121,16 @@ def debug_requested(args: Any = None) -> bool:
     return bool(getattr(args, "debug", False)) or env not in ("", "0", "false", "no")
 
 
+#: set when SIGTERM arrives while run_cli runs: an error that follows it (a clean-up that failed
+#: because the same signal also stopped a helper process, e.g. Ray's) still exits as terminated
+_SIGTERM_SEEN: list[bool] = []
+
+
 def _on_sigterm(signum, frame):  # noqa: ARG001
     import signal
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not break the clean-up
+    _SIGTERM_SEEN.append(True)
     raise Terminated()
 
 
@@ -195,6 +201,7 @@ def run_cli(fn: Callable[[Any], int], args: Any, interrupted: str | Callable[[],
         old = signal.signal(signal.SIGTERM, _on_sigterm)
     except (ValueError, OSError):  # not the main thread: leave signals alone
         old = None
+    _SIGTERM_SEEN.clear()
     try:
         return fn(args)
     except MsvitError as e:
@@ -209,6 +216,11 @@ def run_cli(fn: Callable[[Any], int], args: Any, interrupted: str | Callable[[],
         print(_said(interrupted), file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as e:  # a bug: one line, the traceback in a file (or on stderr with --debug)
+        if _SIGTERM_SEEN:  # the failure came from the stop itself (see _SIGTERM_SEEN)
+            if debug:
+                traceback.print_exc()
+            print(f"{_said(interrupted)} (SIGTERM)", file=sys.stderr)
+            return EXIT_TERMINATED
         where = write_traceback(prog)
         if debug:
             traceback.print_exc()

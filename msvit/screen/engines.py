@@ -158,17 +158,17 @@ def import_ray():
     return ray
 
 
-#: Ray's token-auth settings; when none is given, a local cluster gets a token of its own
-_RAY_AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
-
-
 def _session_token() -> None:
     """A fresh auth token for the local cluster msvit starts, in the environment its processes
     inherit: Ray would otherwise generate one and save it as ``~/.ray/auth_token`` in the user's
-    home (nothing msvit runs writes there). A token the user set up is left alone."""
+    home (nothing msvit runs writes there). A token the user set up is left alone, as is auth the
+    user turned off; ``RAY_AUTH_MODE=token`` alone (which ``ray.init`` itself exports into its
+    process) still gets the session's own token instead of a saved one."""
     import secrets
 
-    if not any(os.environ.get(k) for k in _RAY_AUTH_ENV):
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+        return
+    if not any(os.environ.get(k) for k in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")):
         os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
 
 

@@ -153,15 +153,24 @@ def screen(sources: list[str], out: str | Path, config: ScreenConfig, *, engine:
         summary.wall_s = time.perf_counter() - t0
         try:
             if records is not None:
-                records.close()
+                _quietly(records.close)  # Ray's teardown after a stop must not hide why it stopped
             if local is not None:
                 local.close()
             store.close()
             _totals(summary, store, {it["key"] for it in items})
         finally:
             if started_ray:
-                ray.shutdown()
+                _quietly(ray.shutdown)
     return summary
+
+
+def _quietly(fn: Callable[[], Any]) -> None:
+    """Run a clean-up step whose failure (Ray's, after its processes were stopped by the same
+    signal) must not replace the exception being handled, nor fail a finished job."""
+    try:
+        fn()
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def _count(summary: ScreenSummary, rec: dict[str, Any]) -> None:
