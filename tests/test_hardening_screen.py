@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DEMO_WEIGHTS, ROOT, SHARED
+from conftest import DEMO_WEIGHTS, FACES, ROOT, SHARED
 from test_hardening import TRACEBACK, _tmpfs
 
 from msvit.errors import EXIT_FAILED, EXIT_TERMINATED, EXIT_UNAVAILABLE, EXIT_USAGE, OutputWriteError, run_cli
@@ -454,6 +454,9 @@ def _home_cases(tmp: Path) -> dict[str, list[str]]:
                           "--out", str(tmp / "e")],
         "msvit-screen": [img, "--artifact", onnx, "--out", str(tmp / "s"), "--workers", "1", "--no-progress"],
         "msvit-web": ["build", onnx, "--out", str(tmp / "w")],
+        "msvit-calibrate": ["--artifact", onnx, "--real", str(FACES / "eval" / "real"), "--fake",
+                            str(FACES / "eval" / "fake"), "--faces-only", "--target-fpr", "0.1", "--bootstrap", "50",
+                            "--out", str(tmp / "c"), "--no-progress"],
     }
 
 
@@ -462,7 +465,7 @@ def test_no_msvit_command_writes_into_home(tmp_path):
     """Every console script of pyproject.toml, run as a user would with HOME an empty folder
     (no XDG_*, no MSVIT_CACHE_DIR, no MPLCONFIGDIR): nothing appears in it. A new command
     must bring its own real run here."""
-    _need(IMAGES, DEMO_WEIGHTS)
+    _need(IMAGES, FACES, DEMO_WEIGHTS)
     cases = _home_cases(tmp_path)
     missing = sorted(set(_scripts()) - set(cases))
     assert not missing, f"add a real run of {missing} to _home_cases (no command may write into $HOME)"
