@@ -455,7 +455,7 @@ def _home_cases(tmp: Path) -> dict[str, list[str]]:
         "msvit-screen": [img, "--artifact", onnx, "--out", str(tmp / "s"), "--workers", "1", "--no-progress"],
         "msvit-web": ["build", onnx, "--out", str(tmp / "w")],
         "msvit-calibrate": ["--artifact", onnx, "--real", str(FACES / "eval" / "real"), "--fake",
-                            str(FACES / "eval" / "fake"), "--faces-only", "--target-fpr", "0.1", "--bootstrap", "50",
+                            str(FACES / "eval" / "fake"), "--faces-only", "--target-fpr", "0.1", "--bootstrap", "100",
                             "--out", str(tmp / "c"), "--no-progress"],
     }
 
