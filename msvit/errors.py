@@ -81,6 +81,13 @@ class EngineUnavailableError(MsvitError):
     exit_code = EXIT_UNAVAILABLE
 
 
+class OutputWriteError(MsvitError):
+    """An output could not be written (disk full, quota, I/O error) after the work started: what
+    was already written is whole and kept (a rerun resumes where that is possible)."""
+
+    exit_code = EXIT_FAILED
+
+
 class ValidationError(ExportError):
     """An artifact's outputs do not match the PyTorch reference."""
 
@@ -114,10 +121,16 @@ def debug_requested(args: Any = None) -> bool:
     return bool(getattr(args, "debug", False)) or env not in ("", "0", "false", "no")
 
 
+#: set when SIGTERM arrives while run_cli runs: an error that follows it (a clean-up that failed
+#: because the same signal also stopped a helper process, e.g. Ray's) still exits as terminated
+_SIGTERM_SEEN: list[bool] = []
+
+
 def _on_sigterm(signum, frame):  # noqa: ARG001
     import signal
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not break the clean-up
+    _SIGTERM_SEEN.append(True)
     raise Terminated()
 
 
@@ -140,6 +153,21 @@ def write_traceback(prog: str) -> str:
 
 def _said(message: str | Callable[[], str]) -> str:
     return message() if callable(message) else message
+
+
+def _display_safe() -> list[tuple[Any, str]]:
+    """stdout/stderr print any file name: one that is not UTF-8 (its bytes held as surrogate
+    escapes) is shown with backslash escapes instead of failing the print. Returns what to restore."""
+    changed = []
+    for stream in (sys.stdout, sys.stderr):
+        errors = getattr(stream, "errors", None)
+        if errors == "strict" and hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="backslashreplace")
+                changed.append((stream, errors))
+            except (ValueError, OSError, TypeError):
+                pass
+    return changed
 
 
 def run_cli(fn: Callable[[Any], int], args: Any, interrupted: str | Callable[[], str] = "interrupted",
@@ -167,11 +195,13 @@ def run_cli(fn: Callable[[Any], int], args: Any, interrupted: str | Callable[[],
     if prog in ("__main__.py", "-c", ""):
         prog = "msvit"
     debug = debug_requested(args)
+    streams = _display_safe()
     old = None
     try:
         old = signal.signal(signal.SIGTERM, _on_sigterm)
     except (ValueError, OSError):  # not the main thread: leave signals alone
         old = None
+    _SIGTERM_SEEN.clear()
     try:
         return fn(args)
     except MsvitError as e:
@@ -186,6 +216,11 @@ def run_cli(fn: Callable[[Any], int], args: Any, interrupted: str | Callable[[],
         print(_said(interrupted), file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as e:  # a bug: one line, the traceback in a file (or on stderr with --debug)
+        if _SIGTERM_SEEN:  # the failure came from the stop itself (see _SIGTERM_SEEN)
+            if debug:
+                traceback.print_exc()
+            print(f"{_said(interrupted)} (SIGTERM)", file=sys.stderr)
+            return EXIT_TERMINATED
         where = write_traceback(prog)
         if debug:
             traceback.print_exc()
@@ -198,4 +233,9 @@ def run_cli(fn: Callable[[Any], int], args: Any, interrupted: str | Callable[[],
             try:
                 signal.signal(signal.SIGTERM, old)
             except (ValueError, OSError):
+                pass
+        for stream, errors in streams:
+            try:
+                stream.reconfigure(errors=errors)
+            except (ValueError, OSError, TypeError):
                 pass

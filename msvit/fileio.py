@@ -4,6 +4,7 @@ SIGKILL, with a journal a later run rolls back; temp folders name their process 
 of killed runs can be swept; output paths are checked before any work starts."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
-from .errors import UsageError
+from .errors import OutputWriteError, UsageError
 
 #: prefix of the private work folders exports create inside their output folder
 TMP_PREFIX = ".msvit-tmp-"
@@ -62,6 +63,38 @@ def disk_full(path: str | os.PathLike, margin: int = 1 << 20) -> bool:
     except OSError:
         return False
     return st.f_bavail * st.f_frsize < margin
+
+
+def mount_point(path: str | os.PathLike) -> Path:
+    """The mount point of the file system holding ``path`` (or its nearest existing parent)."""
+    p = Path(os.path.abspath(path))
+    while not p.exists() and p.parent != p:
+        p = p.parent
+    try:
+        dev = p.stat().st_dev
+        while p.parent != p and p.parent.stat().st_dev == dev:
+            p = p.parent
+    except OSError:
+        pass
+    return p
+
+
+#: errnos that mean "no room": the message names the disk, not a bug
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def write_error(e: OSError, where: str | os.PathLike, kept: str) -> OutputWriteError:
+    """One line for a write into ``where`` that failed with ``e`` after the work started;
+    ``kept`` says what was written whole (and how to resume)."""
+    if e.errno in NO_SPACE:
+        mp = mount_point(where)
+        try:
+            free = f"{shutil.disk_usage(mp).free / 1e6:.1f} MB free"
+        except OSError:
+            free = "free space unknown"
+        what = "disk full" if e.errno == errno.ENOSPC else "disk quota exceeded"
+        return OutputWriteError(f"{what} writing into {where} (the file system at {mp}, {free}): {kept}")
+    return OutputWriteError(f"cannot write into {where} ({e.strerror or e}): {kept}")
 
 
 # ---------------------------------------------------------------- temp folders

@@ -16,6 +16,12 @@ Hugging Face Hub    ``HF_HUB_DISABLE_TELEMETRY=1`` (``--pretrained`` downloads o
 others              ``DO_NOT_TRACK=1``, the convention many tools honour
 ==================  =================================================================================
 
+Nothing in ``$HOME`` either: matplotlib (pytorch-grad-cam's and msvit-bench --plot's) would keep
+its font cache in ``~/.cache/matplotlib`` and create ``~/.config/matplotlib``; ``MPLCONFIGDIR``
+points it at ``<temp dir>/msvit-matplotlib-<uid>`` instead (reused by later runs: the font scan
+takes seconds), unless the user set ``MPLCONFIGDIR`` or has a matplotlib config folder of their own
+(then their settings apply, as without msvit).
+
 Environment variables are inherited by subprocesses msvit starts (trtexec, converters).
 """
 from __future__ import annotations
@@ -44,10 +50,24 @@ def _silence_loaded_openvino_telemetry() -> None:
         inst.consent = False
 
 
+def _matplotlib_dir() -> str | None:
+    """Where matplotlib keeps its config and font cache for msvit (None: the user's own)."""
+    import tempfile
+
+    home_config = os.path.join(os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"), "matplotlib")
+    if os.environ.get("MPLCONFIGDIR") or os.path.isdir(home_config):
+        return None
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    return os.path.join(tempfile.gettempdir(), f"msvit-matplotlib-{uid}")
+
+
 def disable_telemetry() -> None:
-    """Apply every switch of the table above (idempotent, cheap: imports nothing)."""
+    """Apply every switch of the table above (idempotent, cheap: imports nothing but tempfile)."""
     for name, value in TELEMETRY_ENV:
         os.environ[name] = value
+    mpl = _matplotlib_dir()
+    if mpl is not None:
+        os.environ["MPLCONFIGDIR"] = mpl
     for name in BLOCKED_MODULES:
         if sys.modules.get(name) is not None:
             _silence_loaded_openvino_telemetry()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DEMO_WEIGHTS, FACES, ROOT
+from conftest import DEMO_WEIGHTS, FACES, ROOT, SHARED
 
 #: variables under which telemetry libraries skip themselves: removed, so the test sees what a user gets
 _MASKING_ENV = ("CI", "TF_BUILD", "JENKINS_URL", "NNCF_CI", "NNCF_DEV", "XDG_CACHE_HOME", "XDG_CONFIG_HOME",
@@ -125,7 +125,7 @@ def test_bench_onnx_openvino_offline(tmp_path, demo_weights_path):
 
 
 def test_predict_offline(tmp_path, demo_weights_path):
-    images = ROOT.parent / "shared" / "data" / "images"
+    images = SHARED / "data" / "images"
     if not images.exists():
         pytest.skip(f"shared test data not found: {images}")
     rc, out, inet, tail = _offline(tmp_path, "msvit.predict.cli", str(images / "western_real_1.jpg"),
@@ -141,7 +141,7 @@ def test_screen_on_a_local_ray_cluster_offline(tmp_path, demo_weights_path):
     pytest.importorskip("ray")
     if not shutil.which("ip"):
         pytest.skip("needs ip(8) to bring up the namespace's loopback")
-    images = ROOT.parent / "shared" / "data" / "images"
+    images = SHARED / "data" / "images"
     if not images.exists():
         pytest.skip(f"shared test data not found: {images}")
     rc, out, inet, tail = _offline(tmp_path, "msvit.screen.cli", str(images / "western_real_1.jpg"),

@@ -57,7 +57,9 @@ def add_pipeline_args(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     g.add_argument("--det-size", type=int, default=None, metavar="PX",
                    help="downscale frames to this longest side before detection (0: full size; "
                         "default: the detector's own)")
-    g.add_argument("--faces-only", action="store_true", help="inputs are already face crops: no detection")
+    g.add_argument("--faces-only", action="store_true",
+                   help="inputs are already face crops: no detection, every input is trusted to be a face "
+                        "(one that is not still gets a verdict)")
     g.add_argument("--threads", type=int, default=None, help="threads for the artifact and the face detector")
     return g
 
@@ -208,7 +210,7 @@ def to_csv(preds: list[Prediction]) -> bytes:
         for k in ("total", "decode", "detect", "crop", "classify"):
             row[f"ms_{k}"] = d["times_ms"].get(k)
         w.writerow({k: "" if v is None else v for k, v in row.items()})
-    return buf.getvalue().encode()
+    return buf.getvalue().encode("utf-8", "surrogateescape")  # a name that is not UTF-8: its own bytes
 
 
 # ----------------------------------------------------------------------------- table

@@ -23,7 +23,7 @@ from .face_registry import DEFAULT_FACE_DETECTOR, create_face_detector
 from .faces import FaceDetector, crop_box, select_face
 from .media import VideoFrames, read_stream_frames, read_video_frames
 from .sources import VIDEO_SUFFIXES, Source, kind_of
-from .results import FrameResult, InputError, Prediction
+from .results import STATUSES, FrameResult, InputError, Prediction
 
 WEIGHTS_SUFFIXES = (".bin", ".safetensors", ".pth", ".pt", ".ckpt")
 
@@ -329,6 +329,11 @@ class Detector:
             return self._fail(p, InputError("missing", f"{src.path}: no such file or folder"), time.perf_counter())
         if src.kind == "bad_list":  # a list file that cannot be read: its own row, the others still run
             return self._fail(self._new(src.path, "list", None), InputError("unreadable", src.message),
+                              time.perf_counter())
+        if src.kind in ("broken", "not_a_file"):  # a dangling link, a link loop, a FIFO: never opened
+            p = self._new(src.path, "video" if src.path.lower().endswith(VIDEO_SUFFIXES) else "image", None)
+            status = "unreadable" if src.kind == "broken" else "not_a_file"
+            return self._fail(p, InputError(status, src.message or f"{src.path}: {STATUSES[status]}"),
                               time.perf_counter())
         if src.kind == "video":
             return self.predict_video(src.path, num_frames, agg, faces_only, keep)

@@ -24,6 +24,7 @@ STATUSES: dict[str, str] = {
     "no_face": "no face with confidence >= --conf-thres in any frame",
     "face_too_small": "faces found, all smaller than --min-face-ratio of the frame",
     "unsupported": "not an image, video or list msvit reads",
+    "not_a_file": "a FIFO, socket or device, not a regular file (never opened: it could block)",
     "stream_unavailable": "the camera or stream URL cannot be opened",
     "stream_ended": "the stream ended before giving a frame",
     "error": "an unexpected failure reading this input (message says which)",

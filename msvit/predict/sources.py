@@ -3,8 +3,10 @@ by its kind (image, video, stream) before anything is read."""
 from __future__ import annotations
 
 import csv
+import errno
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +22,9 @@ URL_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 @dataclass(frozen=True)
 class Source:
     """One input to predict: ``kind`` is image | video | stream | unknown | missing | bad_list
-    (a list file that cannot be read: its own status row, ``message`` says why)."""
+    (a list file that cannot be read) | broken (a dangling symlink or a symlink loop) |
+    not_a_file (a FIFO, socket or device: never opened, reading could block); the last three
+    get their own status row, ``message`` says why."""
 
     path: str
     kind: str
@@ -39,6 +43,26 @@ def kind_of(path: str | os.PathLike) -> str:
     return "image" if s in IMAGE_SUFFIXES else "video" if s in VIDEO_SUFFIXES else "unknown"
 
 
+def _odd(path: Path, origin: str = "") -> Source | None:
+    """A path that is not a regular file (nor a folder) as its own input: a dangling symlink, a
+    symlink loop, a FIFO, socket or device. None for a regular file, a folder or nothing at all."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        if not path.is_symlink():
+            return None  # nothing there: the caller's "missing"
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        what = "a symlink loop" if e.errno == errno.ELOOP else f"a broken symlink (to {target}, {e.strerror})"
+        return Source(str(path), "broken", origin, f"{path}: {what}")
+    if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+        return None
+    what = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device"
+    return Source(str(path), "not_a_file", origin, f"{path}: {what}, not a regular file (not opened)")
+
+
 def discover(specs: list[str], streams: list[str] = ()) -> Discovery:
     """SOURCE arguments -> inputs: files, folders (recursive, sorted; only image/video suffixes,
     the rest listed in ``ignored``), lists (.csv with a ``path`` column or one path per line in
@@ -50,15 +74,21 @@ def discover(specs: list[str], streams: list[str] = ()) -> Discovery:
             out.sources.append(Source(spec, "stream"))
             continue
         p = Path(spec)
-        if not p.exists():
+        odd = _odd(p)
+        if odd is not None:
+            out.sources.append(odd)
+        elif not p.exists():
             out.sources.append(Source(spec, "missing"))
         elif p.is_dir():
-            for f in sorted(q for q in p.rglob("*") if q.is_file() and not q.name.startswith(".")):
+            # every entry but folders: one with an image/video suffix that is not a regular file
+            # (a dangling link, a link loop, a FIFO) gets its own row instead of vanishing
+            for f in sorted(q for q in p.rglob("*") if not q.name.startswith(".") and not q.is_dir()):
                 k = kind_of(f)
+                odd = _odd(f, spec) if k != "unknown" else None
                 if k == "unknown":
                     out.ignored.append(str(f))
                 else:
-                    out.sources.append(Source(str(f), k, spec))
+                    out.sources.append(odd or Source(str(f), k, spec))
         elif p.suffix.lower() in LIST_SUFFIXES:
             try:
                 entries = read_list(p)
@@ -66,8 +96,9 @@ def discover(specs: list[str], streams: list[str] = ()) -> Discovery:
                 out.sources.append(Source(spec, "bad_list", message=str(e)))
                 continue
             for entry in entries:
+                odd = None if URL_RE.match(entry) else _odd(Path(entry), spec)
                 k = "stream" if URL_RE.match(entry) else "missing" if not Path(entry).exists() else kind_of(entry)
-                out.sources.append(Source(entry, k, spec))
+                out.sources.append(odd or Source(entry, k, spec))
         else:
             out.sources.append(Source(spec, kind_of(p)))
     out.sources += [Source(s, "stream") for s in streams]

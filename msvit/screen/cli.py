@@ -1,9 +1,11 @@
 """msvit-screen: screen a whole corpus of videos and images, resumable, on Ray Data or in-process.
 
 Exit codes: 0 every input got a verdict (status ok); 1 some input failed or got no verdict (its
-record says why); 2 bad arguments, an unusable artifact, or an --out made with other settings;
-3 Ray is not installed (use --engine local) or its cluster cannot be reached; 130 interrupted
-(every finished record is kept: run the same command again to resume).
+record says why), or --out's disk is full (every record written is whole); 2 bad arguments, an
+unusable checkpoint or artifact (opened once before Ray starts), or an --out made with other
+settings; 3 Ray is not installed (use --engine local), its cluster cannot be reached, or it does
+not start within MSVIT_RAY_START_TIMEOUT s; 130 Ctrl-C, 143 SIGTERM (every finished record is
+kept: run the same command again to resume).
 """
 from __future__ import annotations
 
@@ -33,8 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
                f"and {PARTS}/part-NNNNN.parquet (the same records, flat); both readable while the job runs.\n"
                "A record is keyed by path + size + mtime + artifact sha256.\n\n"
                f"statuses (only ok and truncated carry a P(fake)):\n{statuses}\n\n"
-               "exit codes: 0 all inputs ok; 1 some input without a verdict; 2 bad arguments or --out made\n"
-               "with other settings; 3 Ray not installed or unreachable; 130 interrupted (records kept).\n\n"
+               "exit codes: 0 all inputs ok; 1 some input without a verdict, or --out's disk full (records\n"
+               "kept whole: free space, run again); 2 bad arguments, checkpoint or artifact, or --out made with\n"
+               "other settings; 3 Ray not installed, unreachable or not started within\n"
+               "MSVIT_RAY_START_TIMEOUT s (default 180); 130 Ctrl-C, 143 SIGTERM (both stop cleanly: every\n"
+               "finished record kept, the same command resumes).\n\n"
                "examples:\n  msvit-screen uploads/ --artifact ms_eff_vit_b0.onnx --out screen-out/\n"
                "  msvit-screen list.csv --artifact b0.xml --out s/ --workers 2 --threads 1\n"
                "  ray start --head; msvit-screen /data/videos --artifact b0.onnx --out s/ --ray-address auto\n"
@@ -161,24 +166,26 @@ def run(args: argparse.Namespace) -> int:
         if new and task is not None:
             bar.advance(task)
 
-    summary = None
-    t0 = time.perf_counter()
-    try:
-        with bar:
-            summary = screen(args.sources, args.out, config, engine=args.engine, workers=args.workers,
-                             ray_address=args.ray_address, num_cpus=os.cpu_count() if not args.ray_address else None,
-                             force=args.force, on_start=on_start, on_record=on_record)
-    except KeyboardInterrupt:
-        print(f"interrupted after {time.perf_counter() - t0:.0f} s: every finished record is kept in {args.out}; "
-              "run the same command again to resume", file=sys.stderr)
-        raise
+    args.started = time.perf_counter()  # for the one line that says what an interrupted run kept
+    with bar:
+        summary = screen(args.sources, args.out, config, engine=args.engine, workers=args.workers,
+                         ray_address=args.ray_address, num_cpus=os.cpu_count() if not args.ray_address else None,
+                         force=args.force, on_start=on_start, on_record=on_record)
     for line in summary_lines(summary, args.out):
         print(line)
     return 0 if summary.all_ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_cli(run, build_parser().parse_args(argv), "interrupted: finished records are kept", prog="msvit-screen")
+    args = build_parser().parse_args(argv)
+
+    def interrupted() -> str:  # Ctrl-C (exit 130) or SIGTERM (143): one line
+        started = getattr(args, "started", None)
+        after = f" after {time.perf_counter() - started:.0f} s" if started else ""
+        return (f"interrupted{after}: every finished record is kept in {args.out}; run the same command again to "
+                "resume")
+
+    return run_cli(run, args, interrupted, prog="msvit-screen")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator
 
 from ..errors import EngineUnavailableError
 from ..predict.sources import Source
+from .local_ray import local_start, signals_kept
 
 ENGINES = ("ray", "local")
 #: files queued at each Ray actor: one running, one waiting, so the next file's dispatch overlaps
@@ -83,9 +84,15 @@ def alive_nodes(ray) -> dict[str, bool]:
         return {}
 
 
+def _name(v: Any) -> str:
+    """A path or message of a work item: bytes (``os.fsencode``, so that a file name that is not
+    UTF-8 survives Arrow, whose strings must be UTF-8) back to the str Python uses for it."""
+    return os.fsdecode(bytes(v)) if isinstance(v, (bytes, bytearray)) else str(v or "")
+
+
 class ScreenWorker:
-    """One pipeline: ``__call__`` takes a batch of work items (columns ``path kind origin key
-    size mtime_ns artifact_sha256``) and returns ``key`` and ``record`` (the JSON text of one
+    """One pipeline: ``__call__`` takes a batch of work items (columns ``path kind origin message
+    key size mtime_ns artifact_sha256``; path, origin and message as ``os.fsencode`` bytes) and returns ``key`` and ``record`` (the JSON text of one
     record, the fields of ``msvit-predict --json`` plus the key's)."""
 
     def __init__(self, config: dict[str, Any]) -> None:
@@ -102,7 +109,7 @@ class ScreenWorker:
 
     def record(self, item: dict[str, Any]) -> dict[str, Any]:
         c = self.config
-        src = Source(str(item["path"]), str(item["kind"]), str(item.get("origin") or ""))
+        src = Source(_name(item["path"]), str(item["kind"]), _name(item.get("origin")), _name(item.get("message")))
         pred = self.detector.predict_source(src, c.num_frames, c.agg, c.faces_only, stream_every=c.stream_every)
         rec = pred.to_dict(frames=True)
         rec.update(key=str(item["key"]), size=int(item["size"]), mtime_ns=int(item["mtime_ns"]),
@@ -121,14 +128,17 @@ class ScreenWorker:
 
 
 # ------------------------------------------------------------------------------ engines
-def run_local(config: ScreenConfig, items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Records of ``items``, one by one, in this process."""
-    worker = ScreenWorker(asdict(config))
+def run_local(config: ScreenConfig, items: list[dict[str, Any]],
+              worker: "ScreenWorker | None" = None) -> Iterator[dict[str, Any]]:
+    """Records of ``items``, one by one, in this process (on ``worker``, the caller's to close)."""
+    own = worker is None
+    worker = worker or ScreenWorker(asdict(config))
     try:
         for it in items:
             yield worker.record(it)
     finally:
-        worker.close()
+        if own:
+            worker.close()
 
 
 def import_ray():
@@ -148,17 +158,17 @@ def import_ray():
     return ray
 
 
-#: Ray's token-auth settings; when none is given, a local cluster gets a token of its own
-_RAY_AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
-
-
 def _session_token() -> None:
     """A fresh auth token for the local cluster msvit starts, in the environment its processes
     inherit: Ray would otherwise generate one and save it as ``~/.ray/auth_token`` in the user's
-    home (nothing msvit runs writes there). A token the user set up is left alone."""
+    home (nothing msvit runs writes there). A token the user set up is left alone, as is auth the
+    user turned off; ``RAY_AUTH_MODE=token`` alone (which ``ray.init`` itself exports into its
+    process) still gets the session's own token instead of a saved one."""
     import secrets
 
-    if not any(os.environ.get(k) for k in _RAY_AUTH_ENV):
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+        return
+    if not any(os.environ.get(k) for k in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")):
         os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
 
 
@@ -196,13 +206,14 @@ def start_ray(address: str | None, num_cpus: int | None) -> tuple[Any, bool]:
         return ray, False
     kw: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-        if address:
-            ray.init(address=address, **kw)
-        else:
-            _session_token()
-            with _no_api_server(ray):
-                ray.init(num_cpus=num_cpus, **kw)
-    except (ConnectionError, RuntimeError, ValueError) as e:
+        with signals_kept():  # SIGTERM stays msvit's clean stop (Ray's handler aborts)
+            if address:
+                ray.init(address=address, **kw)
+            else:
+                _session_token()
+                with _no_api_server(ray), local_start(ray) as local:  # loopback only, bounded, short temp dir
+                    ray.init(num_cpus=num_cpus, **kw, **local)
+    except (OSError, RuntimeError, ValueError) as e:
         raise EngineUnavailableError(f"cannot {'join the Ray cluster at ' + address if address else 'start Ray'}: "
                                      f"{e}") from None
     return ray, True

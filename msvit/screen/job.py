@@ -3,17 +3,24 @@ write each record as it arrives, and sum up."""
 from __future__ import annotations
 
 import collections
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from ..errors import UsageError
+from ..predict.detector import open_session
 from ..predict.sources import discover
-from .engines import ScreenConfig, alive_nodes, cluster_cpus, node_label, run_local, run_ray, start_ray
+from .engines import ScreenConfig, ScreenWorker, alive_nodes, cluster_cpus, node_label, run_local, run_ray, start_ray
 from .store import MANIFEST, InputKey, ResultStore, artifact_sha256, existing_manifest, write_manifest
 
 STAGES = ("decode", "detect", "classify")
+
+
+def close_session(session: Any) -> None:
+    if hasattr(session, "close"):
+        session.close()
 
 
 @dataclass
@@ -62,12 +69,14 @@ class ScreenSummary:
 
 
 def _items(sources, artifact_sha: str) -> list[dict[str, Any]]:
-    """Work items, one per distinct input (the same file listed twice is screened once)."""
+    """Work items, one per distinct input (the same file listed twice is screened once). Paths
+    and messages travel as ``os.fsencode`` bytes: a file name that is not UTF-8 is kept as is."""
     out: dict[str, dict[str, Any]] = {}
     for s in sources:
         k = InputKey.of(s.path, artifact_sha)
-        out.setdefault(k.key, dict(path=s.path, kind=s.kind, origin=s.origin, key=k.key, size=k.size,
-                                   mtime_ns=k.mtime_ns, artifact_sha256=artifact_sha))
+        out.setdefault(k.key, dict(path=os.fsencode(s.path), kind=s.kind, origin=os.fsencode(s.origin),
+                                   message=os.fsencode(s.message), key=k.key, size=k.size, mtime_ns=k.mtime_ns,
+                                   artifact_sha256=artifact_sha))
     return list(out.values())
 
 
@@ -103,14 +112,21 @@ def screen(sources: list[str], out: str | Path, config: ScreenConfig, *, engine:
     _check_manifest(out, doc, force)
     items = _items(found.sources, sha)
     summary = ScreenSummary(inputs=len(items), ignored=len(found.ignored), engine=engine)
+    # the model opened once here, before anything is written or Ray starts: a bad checkpoint or
+    # artifact is its typed error (exit 2), not an actor that dies in its constructor
+    local: ScreenWorker | None = None
+    if engine == "ray":
+        close_session(open_session(config.model, config.threads, config.model_name))
+    else:
+        local = ScreenWorker(asdict(config))  # the pipeline the local engine then runs on
     store = ResultStore(out)
-    store.open(force=force)
-    write_manifest(out, doc)
-    todo = [it for it in items if it["key"] not in store.done]
-    summary.skipped = len(items) - len(todo)
-    started_ray, ray = False, None
+    started_ray, ray, records = False, None, None
     t0 = time.perf_counter()
     try:
+        store.open(force=force)
+        write_manifest(out, doc)
+        todo = [it for it in items if it["key"] not in store.done]
+        summary.skipped = len(items) - len(todo)
         if engine == "ray" and todo:  # nothing left to screen: no cluster to start
             ray, started_ray = start_ray(ray_address, num_cpus)
             n_workers = max(1, min(workers or cluster_cpus(ray) // max(1, config.threads or 1), max(1, len(todo))))
@@ -119,8 +135,7 @@ def screen(sources: list[str], out: str | Path, config: ScreenConfig, *, engine:
         if on_start is not None:
             on_start(len(todo), n_workers)
         if todo:
-            records: Iterator[dict[str, Any]] = run_ray(config, todo, n_workers) if engine == "ray" \
-                else run_local(config, todo)
+            records = run_ray(config, todo, n_workers) if engine == "ray" else run_local(config, todo, local)
             for rec in records:
                 new = store.add(rec)
                 if new:
@@ -136,11 +151,26 @@ def screen(sources: list[str], out: str | Path, config: ScreenConfig, *, engine:
         raise
     finally:
         summary.wall_s = time.perf_counter() - t0
-        store.close()
-        _totals(summary, store, {it["key"] for it in items})
-        if started_ray:
-            ray.shutdown()
+        try:
+            if records is not None:
+                _quietly(records.close)  # Ray's teardown after a stop must not hide why it stopped
+            if local is not None:
+                local.close()
+            store.close()
+            _totals(summary, store, {it["key"] for it in items})
+        finally:
+            if started_ray:
+                _quietly(ray.shutdown)
     return summary
+
+
+def _quietly(fn: Callable[[], Any]) -> None:
+    """Run a clean-up step whose failure (Ray's, after its processes were stopped by the same
+    signal) must not replace the exception being handled, nor fail a finished job."""
+    try:
+        fn()
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def _count(summary: ScreenSummary, rec: dict[str, Any]) -> None:

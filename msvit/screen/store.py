@@ -1,10 +1,16 @@
-"""Where msvit-screen's records go: ``results.jsonl`` (one line per input, appended and flushed as
+r"""Where msvit-screen's records go: ``results.jsonl`` (one line per input, appended and flushed as
 each finishes) and ``parts/part-NNNNN.parquet`` (the same records, flat, a part every
 ``part_rows`` records or ``part_seconds``), both readable while a job runs.
 
 The JSONL is the source of truth: resuming reads its keys (a torn last line from a killed job is
 dropped), and any record it has that no Parquet part holds yet is written as a catch-up part, so
-the two always end up with the same records, each exactly once.
+the two always end up with the same records, each exactly once. A line that cannot be written
+whole (disk full) is cut back off the file: every line is a complete record.
+
+Paths are kept losslessly, whatever bytes a file name holds: the JSONL is ASCII JSON (a name that
+is not UTF-8 keeps its bytes as ``\udcXX`` escapes, Python's ``surrogateescape``:
+``os.fsencode(record["source"])`` gives them back); Parquet strings must be UTF-8, so there
+``source`` shows such bytes as ``\xNN`` and ``source_bytes`` holds the name's exact bytes.
 """
 from __future__ import annotations
 
@@ -16,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..fileio import atomic_write
+from ..errors import OutputWriteError
+from ..fileio import atomic_write, write_error
 from ..model.weights import sha256_file
 
 JSONL = "results.jsonl"
@@ -53,8 +60,9 @@ class InputKey:
 
     @property
     def key(self) -> str:
-        return hashlib.sha256(f"{self.path}\0{self.size}\0{self.mtime_ns}\0{self.artifact_sha256}".encode()
-                              ).hexdigest()[:32]
+        # os.fsencode: a name that is not UTF-8 hashes as its own bytes (UTF-8 names as before)
+        rest = f"\0{self.size}\0{self.mtime_ns}\0{self.artifact_sha256}".encode()
+        return hashlib.sha256(os.fsencode(self.path) + rest).hexdigest()[:32]
 
     @classmethod
     def of(cls, path: str, artifact_sha: str) -> "InputKey":
@@ -66,13 +74,24 @@ class InputKey:
             return cls(str(path), -1, 0, artifact_sha)
 
 
+def _utf8(v: Any) -> Any:
+    """A string Parquet can hold: bytes of a non-UTF-8 file name (surrogate escapes) as ``\\xNN``."""
+    if isinstance(v, str):
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            return os.fsencode(v).decode("utf-8", "backslashreplace")
+    return v
+
+
 def flat_row(rec: dict[str, Any]) -> dict[str, Any]:
-    """A JSONL record -> one flat Parquet row: the per-input fields, ``ms_<stage>`` times, and
-    the per-frame results as a JSON string (``frames_json``)."""
-    row = {k: v for k, v in rec.items() if k not in ("frames", "times_ms")}
+    """A JSONL record -> one flat Parquet row: the per-input fields, ``ms_<stage>`` times, the
+    per-frame results as a JSON string (``frames_json``) and the source's exact name bytes."""
+    row = {k: _utf8(v) for k, v in rec.items() if k not in ("frames", "times_ms")}
     for k in TIME_STAGES:
         row[f"ms_{k}"] = (rec.get("times_ms") or {}).get(k)
     row["frames_json"] = json.dumps(rec.get("frames", []), separators=(",", ":"))
+    row["source_bytes"] = os.fsencode(rec["source"]) if rec.get("source") is not None else None
     return row
 
 
@@ -85,7 +104,7 @@ def _schema():
             ("face_detector", s), ("model", s), ("frames_sampled", i), ("frames_used", i), ("faces", i),
             ("size", i), ("mtime_ns", i), ("artifact_sha256", s), ("worker", s), ("worker_rss_mb", f),
             ("host", s), ("node_id", s), ("node_ip", s)]
-    cols += [(f"ms_{k}", f) for k in TIME_STAGES] + [("frames_json", s)]
+    cols += [(f"ms_{k}", f) for k in TIME_STAGES] + [("frames_json", s), ("source_bytes", pa.binary())]
     return pa.schema(cols)
 
 
@@ -114,13 +133,26 @@ class ResultStore:
         self.part_rows, self.part_seconds = part_rows, part_seconds
         self._pending: list[dict[str, Any]] = []
         self._last_part = time.monotonic()
-        self._jsonl = None
+        self._jsonl: Any = None  # the JSONL, unbuffered: a line reaches the file in one write or is cut back
+        self.failed = False  # a write failed (disk full): no more writes, close() leaves parts to the resume
         self.done: set[str] = set()
 
     # ---------------------------------------------------------------- lifecycle
+    def _failure(self, e: OSError) -> OutputWriteError:
+        self.failed = True
+        n = len(self.done)
+        return write_error(e, self.out, f"{n} record{'s' * (n != 1)} kept, each whole; free space and run the "
+                                        "same command again to resume")
+
     def open(self, force: bool = False) -> int:
         """Create the folder, or read the records already there (``force``: remove them).
-        Returns how many records were kept."""
+        Returns how many records were kept. :class:`OutputWriteError` when it cannot be written."""
+        try:
+            return self._open(force)
+        except OSError as e:
+            raise self._failure(e) from None
+
+    def _open(self, force: bool) -> int:
         self.out.mkdir(parents=True, exist_ok=True)
         self.parts.mkdir(exist_ok=True)
         if force:
@@ -132,8 +164,8 @@ class ResultStore:
         self._repair(self.out / JSONL, records)
         in_parts = self._keys_in_parts()
         self._pending = [r for r in {r["key"]: r for r in records}.values() if r["key"] not in in_parts]
-        self.flush_part()  # a job killed before its last part: catch the part up now
-        self._jsonl = open(self.out / JSONL, "ab")
+        self._flush_part()  # a job killed before its last part: catch the part up now
+        self._jsonl = open(self.out / JSONL, "ab", buffering=0)
         return len(self.done)
 
     def _repair(self, path: Path, records: list[dict[str, Any]]) -> None:
@@ -151,10 +183,15 @@ class ResultStore:
         return keys
 
     def close(self) -> None:
-        self.flush_part()
-        if self._jsonl is not None:
-            self._jsonl.close()
-            self._jsonl = None
+        """Write the last Parquet part (not after a failed write: the resume catches it up) and
+        close the JSONL."""
+        try:
+            if not self.failed:
+                self.flush_part()
+        finally:
+            if self._jsonl is not None:
+                self._jsonl.close()
+                self._jsonl = None
 
     def __enter__(self) -> "ResultStore":
         return self
@@ -168,17 +205,38 @@ class ResultStore:
         recorded (a retried task) is ignored: returns False."""
         if record["key"] in self.done:
             return False
+        self._append(json.dumps(record, separators=(",", ":")).encode() + b"\n")
         self.done.add(record["key"])
-        self._jsonl.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
-        self._jsonl.flush()
         self._pending.append(record)
         if len(self._pending) >= self.part_rows or time.monotonic() - self._last_part >= self.part_seconds:
             self.flush_part()
         return True
 
+    def _append(self, line: bytes) -> None:
+        """Append one whole line, or nothing: a write cut short (disk full) is cut back off."""
+        if self.failed:
+            raise OutputWriteError(f"{self.out}: an earlier write failed; nothing more is written")
+        start = os.fstat(self._jsonl.fileno()).st_size
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[self._jsonl.write(view):]
+        except OSError as e:
+            try:
+                self._jsonl.truncate(start)
+            except OSError:  # cannot happen on a local disk; resume drops a torn last line anyway
+                pass
+            raise self._failure(e) from None
+
     def flush_part(self) -> Path | None:
         """Write the pending records as the next Parquet part (atomically: readers never see
-        half a part)."""
+        half a part). :class:`OutputWriteError` when it cannot be written."""
+        try:
+            return self._flush_part()
+        except OSError as e:
+            raise self._failure(e) from None
+
+    def _flush_part(self) -> Path | None:
         self._last_part = time.monotonic()
         if not self._pending:
             return None
@@ -208,7 +266,10 @@ def existing_manifest(out: Path) -> dict[str, Any] | None:
 
 
 def write_manifest(out: Path, doc: dict[str, Any]) -> None:
-    atomic_write(out / MANIFEST, lambda f: f.write(json.dumps(doc, indent=1).encode()))
+    try:
+        atomic_write(out / MANIFEST, lambda f: f.write(json.dumps(doc, indent=1).encode()))
+    except OSError as e:
+        raise write_error(e, out, "no record written yet") from None
 
 
 def records_for(keys: Iterable[str], records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
