@@ -377,3 +377,34 @@ def test_kit_passes_in_the_page(precision, request, tmp_path):
         bad, _ = _kit_in_page(bad_folder, tmp_path / "run-bad")
         assert not bad["passed"] and bad["first_stage"] == "detect"
         assert bad["first_failure"]["case"] == case["id"] and "FAIL at stage detect" in bad["panel"]
+
+
+@needs_browser
+def test_calibrated_operating_point_reaches_the_page(artifact_litert_fp32, tmp_path):
+    """A sidecar from msvit-calibrate (threshold, temperature) is what the page uses and shows:
+    its P(fake) is sigmoid(logit / T) as msvit-predict's on the same artifact, verdict at the threshold."""
+    import shutil
+
+    from msvit.predict import Detector
+    from msvit.runtime.calibration import sidecar_document, sidecar_path
+    from msvit.web import build_web
+
+    art = tmp_path / artifact_litert_fp32.name
+    shutil.copy2(artifact_litert_fp32, art)
+    prov = {"target": {"metric": "fpr", "value": 0.05}, "counts": {"real": 300, "fake": 0}, "date": "2026-12-07"}
+    sidecar_path(art).write_text(json.dumps(sidecar_document(art, 0.3, 2.5, prov)))
+    folder = build_web(art, tmp_path / "cal_web")
+    cfg = json.loads((folder / "config.json").read_text())
+    assert cfg["threshold"] == 0.3 and cfg["temperature"] == 2.5 and "calibrated for FPR 5%" in cfg["operating_point"]
+    image = IMAGES / "western_fake_1.jpg"
+    with open_page(folder, args=NO_NETWORK) as page:
+        page.wait_ready(300)
+        shown = page.page.inner_text("#model")
+        [w] = page.run_files([image], timeout_s=300)
+    with Detector(art) as det:
+        py = det.predict(str(image))
+    assert "calibrated for FPR 5%" in shown and w["threshold"] == 0.3
+    assert abs(w["p_fake"] - py.p_fake) < 2e-3 and w["verdict"] == py.verdict, (w["p_fake"], py.p_fake)
+    # the temperature really applies: sigmoid(logit) of the same frame is further from 0.5
+    logit = w["frames"][0]["logit"]
+    assert abs(w["p_fake"] - 1 / (1 + np.exp(-logit / 2.5))) < 1e-6

@@ -38,6 +38,8 @@ class WebConfig:
     precision: str
     threshold: float
     input_size: int
+    temperature: float = 1.0  # P(fake) = sigmoid(logit / temperature), as msvit-calibrate fitted it
+    operating_point: str = ""  # where threshold and temperature came from (msvit-predict's line)
     manifest: str | None = None
     card: str | None = None
     kit: str | None = None
@@ -120,7 +122,7 @@ def build_web(artifact: str | os.PathLike, out: str | os.PathLike, kit: str | os
             raise UsageError(f"{artifact}: exported with --input image; the web app feeds the float32 NCHW tensor "
                              "(re-export with --input tensor, the default)")
         name, threshold, size = session.describe(), float(session.threshold), int(session.input_size)
-        precision = session.precision
+        precision, op = session.precision, session.operating_point
     finally:
         if hasattr(session, "close"):
             session.close()
@@ -148,6 +150,7 @@ def build_web(artifact: str | os.PathLike, out: str | os.PathLike, kit: str | os
             kit_rel = "kit/"
         cfg = WebConfig(model=f"model/{artifact.name}", detector=f"model/{det.name}", model_name=name,
                         precision=precision, threshold=threshold, input_size=size,
+                        temperature=float(op.temperature), operating_point=op.describe(),
                         manifest=f"model/{man.name}" if man else None, card=f"model/{card.name}" if card else None,
                         kit=kit_rel, runtimes={k: v for k, v in runtime_versions().items() if k in runtimes_for(artifact)})
         (tmp / "config.json").write_text(json.dumps(asdict(cfg), indent=1) + "\n")

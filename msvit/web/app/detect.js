@@ -40,7 +40,7 @@ export class Pipeline {
       const [logit] = await this.classifier.run(x, [1, 3, this.size, this.size]);
       times.classify = (times.classify || 0) + performance.now() - t;
       fr.logit = logit[0];
-      fr.p_fake = sigmoid(logit[0]);
+      fr.p_fake = sigmoid(logit[0] / (this.config.temperature ?? 1));  // msvit-calibrate's temperature
     }
     return { fr, faces, crop };
   }

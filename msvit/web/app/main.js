@@ -15,7 +15,8 @@ const queue = [];
 async function start() {
   const config = await (await fetch(new URL('config.json', root))).json();
   state.config = config;
-  $('model').textContent = `${config.model_name} · threshold ${config.threshold} · ${config.precision}`;
+  $('model').textContent = `${config.model_name} · ${config.operating_point || `threshold ${config.threshold}`}` +
+    ` · ${config.precision}`;
   $('frames').value = config.defaults.num_frames;
   pipe = await Pipeline.create(config, root);
   state.runtime = pipe.runtime;
