@@ -189,6 +189,7 @@ def decide(items: list[Scored], args: argparse.Namespace, base_temperature: floa
         return o
     o.threshold, o.fpr, o.tpr = stats.operating_point(real, fake, metric, target, real_groups=rg, fake_groups=fg,
                                                       batch=args.batch, n_boot=args.bootstrap, seed=args.seed)
+    o.grouped = any(r is not None and r.groups < r.of for r in (o.fpr, o.tpr))  # else exact for both
     return o
 
 

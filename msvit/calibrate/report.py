@@ -53,10 +53,11 @@ class Outcome:
 
     def method(self) -> str:
         """How the intervals were made, in one line (report and provenance)."""
+        exact = "exact for independent inputs (order statistics: Clopper-Pearson; beta-binomial for a batch)"
         if self.grouped:
             return (f"95%, bootstrap of the whole procedure (choose the threshold, measure it) over groups, "
-                    f"{self.n_boot} resamples")
-        return "95%, exact for independent inputs (order statistics: Clopper-Pearson; beta-binomial for a batch)"
+                    f"{self.n_boot} resamples; {exact.replace('for', 'for a class of', 1)}")
+        return f"95%, {exact}"
 
 
 @contextmanager

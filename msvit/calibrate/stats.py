@@ -158,9 +158,14 @@ def _resampled(scores: np.ndarray, groups: np.ndarray, threshold: float, n_boot:
     """The other class, at the fixed threshold (it had no say in choosing it): its rate on each
     resample of its groups, and in a new batch drawn from that resample."""
     hits, sizes = np.bincount(groups, scores >= threshold), np.bincount(groups)
-    pool = rng.integers(len(sizes), size=(n_boot, len(sizes)))
-    rate = hits[pool].sum(1) / sizes[pool].sum(1)
-    return rate, _batch_shares(lambda r, picks: hits[picks], sizes, batch, n_boot, rng, pool)
+    rate, in_batch = np.empty(n_boot), np.empty(n_boot)
+    rows = max(1, 4_000_000 // len(sizes))
+    for a in range(0, n_boot, rows):
+        m = min(n_boot, a + rows) - a
+        pool = rng.integers(len(sizes), size=(m, len(sizes)))  # each row: one resample's groups
+        rate[a:a + m] = hits[pool].sum(1) / sizes[pool].sum(1)
+        in_batch[a:a + m] = _batch_shares(lambda r, picks: hits[picks], sizes, batch, m, rng, pool)
+    return rate, in_batch
 
 
 def _interval(x: np.ndarray, level: float) -> tuple[float, float]:
