@@ -21,7 +21,7 @@ from ..fileio import check_output_dir
 from ..predict.cli import TABLE_WIDTH, add_model_args, add_pipeline_args, short, validate_pipeline
 from ..version import __version__
 from . import stats
-from .collect import LABELS, Scored, data_sha256, run_pipeline, scores
+from .collect import LABELS, Scored, data_sha256, groups_of, read_groups, run_pipeline, scores
 from .publish import (check_out_for_artifact, check_rewritable, check_sidecar_target, publish_calibrated,
                       write_sidecar)
 from .report import PICTURES, Outcome, summary_lines, write_report
@@ -36,10 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="msvit-calibrate", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Choose the P(fake) threshold on your own labelled images/videos (msvit-predict's pipeline,\n"
                     "same flags) for a target false-positive rate (real inputs only) or true-positive rate\n"
-                    "(fakes too), with 95% bootstrap intervals, and publish an artifact that carries it.",
+                    "(fakes too), with 95% intervals for the rates it will give, and publish an artifact\n"
+                    "that carries it.",
         epilog="how many inputs: a target rate r needs at least ~3/r inputs of the class it counts\n"
                "(real for --target-fpr: 300 for 1%, 60 for 5%; fakes for --target-tpr: 3/(1-r)); with fewer,\n"
-               "the threshold would only sit above every real score and its rate could not be told from 0.\n\n"
+               "the threshold would only sit above every real score and its rate could not be told from 0.\n"
+               "With --group-by the floor counts groups (clips), not inputs.\n\n"
+               "intervals (95%): the rate this threshold will have in the long run on footage like yours, and\n"
+               "the share of a batch of --batch new inputs; both include the threshold's own variability.\n"
+               "Independent inputs: exact (order statistics); --group-by: bootstrap of the whole procedure\n"
+               "over groups, for inputs that are not independent (frames/crops of one clip).\n\n"
                "outputs in --out: report.md, report.json, " + ", ".join(PICTURES.values()) + ";\n"
                "and the calibrated artifact with its manifest (.json) and card (.md), or with --sidecar\n"
                "<artifact>.calibration.json beside the artifact.\n\n"
@@ -50,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  msvit-calibrate --artifact b0.onnx --real newsroom/real/ --target-fpr 0.01 --out cal/\n"
                "  msvit-calibrate --artifact b0.pte --real r/ --fake f/ --target-tpr 0.9 --fit-temperature \\\n"
                "      --sidecar --out cal/\n"
-               "  msvit-calibrate --artifact b0.onnx --real crops/real --fake crops/fake --faces-only \\\n"
-               "      --target-fpr 0.05 --out cal/")
+               "  msvit-calibrate --artifact b0.onnx --real real_crops.csv --fake fake_crops.csv --faces-only \\\n"
+               "      --group-by clip --target-fpr 0.05 --out cal/   # crops of one clip: one group")
     add_model_args(p)
     d = p.add_argument_group("labelled data")
     d.add_argument("--real", nargs="+", default=[], metavar="SRC", required=True,
@@ -65,7 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--fit-temperature", action="store_true",
                    help="also fit P(fake) = sigmoid(logit / T) to the labels (needs --fake): calibrated "
                         "probabilities, same ranking")
-    t.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="bootstrap resamples (default %(default)s)")
+    t.add_argument("--group-by", metavar="COLUMN",
+                   help="inputs are .csv lists (path column) whose COLUMN names each input's group (clip, "
+                        "camera, person): correlated inputs, resampled together (default: every input "
+                        "independent; a video is one input)")
+    t.add_argument("--batch", type=int, default=1000, metavar="N",
+                   help="also give the range of the share among N new inputs (default %(default)s)")
+    t.add_argument("--bootstrap", type=int, default=2000, metavar="N",
+                   help="bootstrap resamples with --group-by (default %(default)s)")
     t.add_argument("--seed", type=int, default=0, help="bootstrap seed (default %(default)s)")
     add_pipeline_args(p)
     o = p.add_argument_group("output")
@@ -90,8 +103,14 @@ def _discover(specs: list[str], flag: str) -> list[Any]:
     return found.sources
 
 
-def validate(args: argparse.Namespace) -> tuple[list[Any], list[Any]]:
-    """Every check that needs no model: exit 2 before any work. Returns (real, fake) sources."""
+def _units(sources: list[Any], groups: dict[str, str]) -> int:
+    """Independent units among ``sources``: their groups, an input without one counting alone."""
+    return len({groups.get(str(Path(s.path).resolve())) or f"input {i}" for i, s in enumerate(sources)})
+
+
+def validate(args: argparse.Namespace) -> tuple[list[Any], list[Any], dict[str, str]]:
+    """Every check that needs no model: exit 2 before any work. Returns (real, fake) sources and
+    each input's group (``--group-by``; empty without it)."""
     target = args.target_fpr if args.target_fpr is not None else args.target_tpr
     flag = "--target-fpr" if args.target_fpr is not None else "--target-tpr"
     if not 0.0 < target < 1.0:
@@ -104,6 +123,8 @@ def validate(args: argparse.Namespace) -> tuple[list[Any], list[Any]]:
         raise UsageError("--fit-temperature needs both classes: give --fake SRC too")
     if args.bootstrap < 100:
         raise UsageError(f"--bootstrap must be >= 100, got {args.bootstrap}")
+    if args.batch < 1:
+        raise UsageError(f"--batch must be >= 1 (inputs), got {args.batch}")
     validate_pipeline(args)
     out = check_output_dir(args.out)
     if args.artifact:
@@ -126,12 +147,15 @@ def validate(args: argparse.Namespace) -> tuple[list[Any], list[Any]]:
     both = {Path(s.path).resolve() for s in real} & {Path(s.path).resolve() for s in fake}
     if both:
         raise UsageError(f"{len(both)} inputs are given as both real and fake, e.g. {sorted(both)[0]}")
-    if args.target_fpr is not None and len(real) < stats.min_inputs(args.target_fpr):
-        raise UsageError(stats.describe_need(len(real), args.target_fpr, "real") + " (nothing was run)")
-    if args.target_tpr is not None and len(fake) < stats.min_inputs(1.0 - args.target_tpr):
-        raise UsageError(stats.describe_need(len(fake), 1.0 - args.target_tpr, "fake").replace(
+    groups = read_groups(args.real + args.fake, args.group_by) if args.group_by else {}
+    unit = "groups" if groups else "inputs"
+    if args.target_fpr is not None and _units(real, groups) < stats.min_inputs(args.target_fpr):
+        raise UsageError(stats.describe_need(_units(real, groups), args.target_fpr, "real", unit)
+                         + " (nothing was run)")
+    if args.target_tpr is not None and _units(fake, groups) < stats.min_inputs(1.0 - args.target_tpr):
+        raise UsageError(stats.describe_need(_units(fake, groups), 1.0 - args.target_tpr, "fake", unit).replace(
             "rate", "miss rate", 1) + f" for TPR {100 * args.target_tpr:g}% (nothing was run)")
-    return real, fake
+    return real, fake, groups
 
 
 # ----------------------------------------------------------------------------- the statistics
@@ -149,19 +173,23 @@ def decide(items: list[Scored], args: argparse.Namespace, base_temperature: floa
         log_loss = {"at T=%g" % base_temperature: stats.log_loss(p0, y)}
     p, _ = scores(items, temperature)
     real, fake = p[y == 0], p[y == 1]
+    grouped = bool(getattr(args, "group_by", None))
+    rg, fg = (groups_of(items, 0), groups_of(items, 1)) if grouped else (None, None)
     o = Outcome(metric, target, None, temperature, real, fake, raw_real=p0[y == 0], raw_fake=p0[y == 1],
-                log_loss=log_loss, auc=stats.auc(real, fake), n_boot=args.bootstrap)
+                log_loss=log_loss, auc=stats.auc(real, fake), n_boot=args.bootstrap, grouped=grouped)
+    unit = "groups" if grouped else "inputs"
+    n_real, n_fake = (len(set(rg)), len(set(fg))) if grouped else (len(real), len(fake))
     if args.fit_temperature and not both:
         o.refused = "temperature scaling needs inputs of both classes with a score"
-    elif metric == "fpr" and len(real) < stats.min_inputs(target):
-        o.refused = stats.describe_need(len(real), target, "real") + " (inputs without a score do not count)"
-    elif metric == "tpr" and len(fake) < stats.min_inputs(1 - target):
-        o.refused = stats.describe_need(len(fake), 1 - target, "fake") + " (inputs without a score do not count)"
+    elif metric == "fpr" and n_real < stats.min_inputs(target):
+        o.refused = stats.describe_need(n_real, target, "real", unit) + " (inputs without a score do not count)"
+    elif metric == "tpr" and n_fake < stats.min_inputs(1 - target):
+        o.refused = stats.describe_need(n_fake, 1 - target, "fake", unit) + " (inputs without a score do not count)"
     if o.refused:
         return o
-    o.threshold = stats.threshold_at_fpr(real, target) if metric == "fpr" else stats.threshold_at_tpr(fake, target)
-    o.fpr = stats.rate_at(real, o.threshold, args.bootstrap, args.seed) if len(real) else None
-    o.tpr = stats.rate_at(fake, o.threshold, args.bootstrap, args.seed + 1) if len(fake) else None
+    o.threshold, o.fpr, o.tpr = stats.operating_point(real, fake, metric, target, real_groups=rg, fake_groups=fg,
+                                                      batch=args.batch, n_boot=args.bootstrap, seed=args.seed)
+    o.grouped = any(r is not None and r.groups < r.of for r in (o.fpr, o.tpr))  # else exact for both
     return o
 
 
@@ -170,9 +198,9 @@ def provenance(o: Outcome, args: argparse.Namespace, det: Any, items: list[Score
         "target": {"metric": o.target_metric, "value": o.target}, "threshold": o.threshold,
         "temperature": o.temperature, "fitted_temperature": bool(args.fit_temperature),
         "fpr": o.fpr.to_dict() if o.fpr else None, "tpr": o.tpr.to_dict() if o.tpr else None,
-        "auc": o.auc, "log_loss": o.log_loss, "interval": f"95% percentile bootstrap, {args.bootstrap} resamples",
-        "seed": args.seed, "counts": {"real": len(o.real), "fake": len(o.fake),
-                                      "skipped": sum(not s.usable for s in items)},
+        "auc": o.auc, "log_loss": o.log_loss, "interval": o.method(), "batch": args.batch,
+        "group_by": getattr(args, "group_by", None), "seed": args.seed,
+        "counts": {"real": len(o.real), "fake": len(o.fake), "skipped": sum(not s.usable for s in items)},
         "data_sha256": sha, "date": export_time(), "msvit_version": __version__, "model": det.model_name,
         "pipeline": {k: getattr(args, k) for k in PIPELINE_KEYS} | {"face_detector": det.detector_name},
     }
@@ -185,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..predict import Detector
 
-    real, fake = validate(args)
+    real, fake, groups = validate(args)
     labelled = [(s, 0) for s in real] + [(s, 1) for s in fake]
     err = Console(stderr=True, width=TABLE_WIDTH)
     det = Detector(args.artifact or args.weights, None if args.faces_only else args.face_detector,
@@ -201,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
                       TimeElapsedColumn(), console=err, transient=True,
                       disable=args.no_progress or not err.is_terminal) as bar:
             task = bar.add_task("scoring", total=len(labelled))
-            items = run_pipeline(det, labelled, args, lambda s: bar.advance(task))
+            items = run_pipeline(det, labelled, args, lambda s: bar.advance(task), groups)
     finally:
         det.close()
     o = decide(items, args, before.temperature if not args.fit_temperature else 1.0)

@@ -110,8 +110,10 @@ def operating_point_card(cal: dict[str, Any], threshold: float, temperature: flo
     for name, r in (("FPR", fpr), ("TPR", tpr)):
         if r:
             lo, hi = r["ci95"]
-            lines.append(f"- {name} {100 * r['value']:.2f}% ({r['count']}/{r['of']}), 95% bootstrap interval "
-                         f"{100 * lo:.2f}-{100 * hi:.2f}%.")
+            batch = (f"; in a batch of {r['batch']} new inputs {round(r['batch_pi95'][0] * r['batch'])}-"
+                     f"{round(r['batch_pi95'][1] * r['batch'])}" if r.get("batch") else "")
+            lines.append(f"- {name} {100 * r['value']:.2f}% ({r['count']}/{r['of']}); 95% interval of the long-run "
+                         f"rate {100 * lo:.2f}-{100 * hi:.2f}%{batch}.")
     lines.append("- msvit-predict, msvit-screen and msvit-explain use it by default; it holds for the pipeline "
                  "settings it was chosen with (`calibration` metadata: frames, aggregation, faces).")
     return "\n".join(lines) + "\n"

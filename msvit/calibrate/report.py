@@ -45,10 +45,19 @@ class Outcome:
     statuses: dict[str, int] = field(default_factory=dict)
     failed: list[tuple[str, str, str, str]] = field(default_factory=list)  # (label, source, status, message)
     n_boot: int = 2000
+    grouped: bool = False  # --group-by: intervals from the bootstrap over groups
 
     @property
     def ok(self) -> bool:
         return self.threshold is not None
+
+    def method(self) -> str:
+        """How the intervals were made, in one line (report and provenance)."""
+        exact = "exact for independent inputs (order statistics: Clopper-Pearson; beta-binomial for a batch)"
+        if self.grouped:
+            return (f"95%, bootstrap of the whole procedure (choose the threshold, measure it) over groups, "
+                    f"{self.n_boot} resamples; {exact.replace('for', 'for a class of', 1)}")
+        return f"95%, {exact}"
 
 
 @contextmanager
@@ -177,10 +186,17 @@ def markdown(o: Outcome, provenance: dict[str, Any], published: str) -> str:
              f"without one (listed below). Data sha256 `{provenance.get('data_sha256', '?')[:16]}…`.", "",
              "## Result", "", *[f"- {x.strip()}" for x in summary_lines(o)], ""]
     if o.ok:
-        lines += ["The intervals are 95% percentile bootstrap intervals "
-                  f"({o.n_boot} resamples of the inputs, threshold held fixed): the range of the rate this "
-                  "threshold will have on new footage like these inputs. They say nothing about footage of "
-                  "another kind (other cameras, compression, people, generators).", ""]
+        r = o.fpr or o.tpr
+        lines += ["Each rate has two 95% intervals. *Long run*: the rate this threshold will have on new "
+                  "footage like these inputs; it includes the threshold's own variability (another sample "
+                  f"would have given another threshold). *Batch*: how many of {r.batch} new inputs of that "
+                  "class it will flag or catch, that batch's own chance scatter included. "
+                  f"Method: {o.method()}. "
+                  + ("Inputs of one group (one clip) count together, as they are correlated. " if o.grouped else
+                     "Every input counts as independent: give correlated ones (frames or crops of one clip) "
+                     "a group with --group-by, or the intervals are too narrow. ")
+                  + "Neither says anything about footage of another kind (other cameras, compression, "
+                  "people, generators).", ""]
     lines += [f"Published: {published}", "", "## Pictures", "",
               "![ROC with the chosen point](roc.png)", "", "![Scores per class with the threshold](scores.png)", "",
               "![Reliability before/after temperature scaling](reliability.png)", "",
