@@ -17,10 +17,10 @@ VIDEO = SHARED / "data" / "videos" / "western_real.mp4"
 
 @pytest.fixture(scope="module")
 def onnx_fp32(demo_weights, faces_dir, tmp_path_factory) -> Path:
-    """msvit-export --target onnx --kit DATA (export_main): the artifact and its kit."""
+    """msvit-export --target onnx --kit DATA (its console entry, msvit.web.cli.export_main): the artifact and its kit."""
     if not IMAGES.is_dir() or not VIDEO.is_file():
         pytest.skip(f"needs {IMAGES} and {VIDEO}")
-    from msvit.kit import export_main
+    from msvit.web.cli import export_main  # the msvit-export console entry
 
     out = tmp_path_factory.mktemp("kit-export")
     data = out.parent / "kit-data.txt"
@@ -197,7 +197,7 @@ def test_bad_inputs_leave_nothing(onnx_fp32, tmp_path):
 
 
 def test_export_kit_without_data_says_why(demo_weights, tmp_path, capsys):
-    from msvit.kit import export_main
+    from msvit.web.cli import export_main  # the msvit-export console entry
 
     assert export_main(["--target", "onnx", "--weights", str(demo_weights), "--out", str(tmp_path), "--kit"]) == 2
     assert "msvit ships no sample faces" in capsys.readouterr().err

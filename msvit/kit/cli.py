@@ -2,7 +2,7 @@
 
 msvit-export lives below this layer, so it cannot import the kit: :func:`add_kit_argument`
 adds the flag to its parser and :func:`write_export_kits` writes a kit beside each artifact
-an export produced; :func:`export_main` is msvit-export with ``--kit`` wired in.
+an export produced; the msvit-export console entry (msvit.web.cli.export_main) wires both in.
 """
 from __future__ import annotations
 
@@ -61,24 +61,6 @@ def write_export_kits(results: list, data: str, overwrite: bool = False, threads
         write_kit(r.path, data, out, overwrite=overwrite, threads=threads, log=log)
         done.append(out)
     return done
-
-
-def export_main(argv: Sequence[str] | None = None) -> int:
-    """msvit-export with ``--kit DATA``."""
-    from ..export import cli as export_cli
-
-    p = export_cli.build_parser()
-    add_kit_argument(p)
-    args = p.parse_args(argv)
-
-    def run(a: argparse.Namespace) -> int:
-        check_kit_argument(a)
-        rc, results = export_cli.run_exports(a)
-        if a.kit and rc == 0:
-            write_export_kits(results, a.kit, overwrite=a.overwrite)
-        return rc
-
-    return run_cli(run, args, export_cli._interrupted, prog="msvit-export")
 
 
 # --------------------------------------------------------------------------- python -m msvit.kit
