@@ -223,8 +223,8 @@ class OverlappedPredictor:
             busy["decode"] -= time.perf_counter() - t  # waiting for room downstream is not work
 
         try:
-            if src.kind in ("missing", "bad_list"):
-                job.pred = det._predict_source(src, num_frames, agg, False, False, every)  # no decoding: a record
+            if src.kind in ("missing", "bad_list", "broken", "not_a_file"):  # never opened: a record as predict's
+                job.pred = det._predict_source(src, num_frames, agg, False, False, every)
                 job.done = True
             elif src.kind == "image":
                 self._image(job, src.path)
