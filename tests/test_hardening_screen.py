@@ -139,6 +139,7 @@ def _wait_for_records(out: Path, proc: subprocess.Popen, n: int = 1, timeout: fl
 @pytest.mark.parametrize("target", ["driver", "process-group"])
 def test_sigterm_mid_job_stops_cleanly_and_resumes(target, tmp_path):
     pytest.importorskip("ray")
+    psutil = pytest.importorskip("psutil")  # Ray's own dependency
     _need(IMAGES, VIDEOS, DEMO_WEIGHTS)
     out = tmp_path / "s"
     argv = [str(IMAGES), str(VIDEOS), "--weights", str(DEMO_WEIGHTS), "--out", str(out), "--workers", "1",
@@ -146,12 +147,16 @@ def test_sigterm_mid_job_stops_cleanly_and_resumes(target, tmp_path):
     proc = subprocess.Popen([*_cli("msvit.screen.cli"), *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=_env(), cwd=tmp_path, start_new_session=True)
     _wait_for_records(out, proc)
+    ray_procs = psutil.Process(proc.pid).children(recursive=True)  # GCS, raylet, the actor's worker, ...
+    assert ray_procs
     if target == "driver":
         os.kill(proc.pid, signal.SIGTERM)
     else:  # the driver and everything in its group (the shell's Ctrl-\ / a supervisor's stop)
         os.killpg(proc.pid, signal.SIGTERM)
     text, _ = proc.communicate(timeout=300)
     assert proc.returncode == EXIT_TERMINATED == 143, (proc.returncode, text[-3000:])
+    _, alive = psutil.wait_procs(ray_procs, timeout=60)  # the driver's clean stop took Ray with it
+    assert not alive, [(p.pid, p.name()) for p in alive]
     assert "SIGTERM received" not in text and TRACEBACK not in text, text[-3000:]
     last = text.strip().splitlines()[-1]
     assert re.fullmatch(r"interrupted after \d+ s: every finished record is kept in .*; run the same command "
