@@ -95,7 +95,8 @@ def main(argv=None) -> int:
     print(f"\n{'mode':<11} {'videos/min':>10} {'x seq':>6}  stage threads (decode/detect/classify), busy share")
     print(f"{'sequential':<11} {med['sequential']:10.1f} {1.0:6.2f}")
     print(f"{'overlapped':<11} {med['overlapped']:10.1f} {med['overlapped'] / med['sequential']:6.2f}  "
-          f"{t['decode'] or 'auto'}/{t['detect']}/{t['classify']} ({t['source']}), "
+          f"{t['decode'] or 'auto'}{'x' + str(t['videos']) if t.get('videos', 1) > 1 else ''}/{t['detect']}/"
+          f"{t['classify']} ({t['source']}), "
           + ", ".join(f"{k} {v:.0%}" for k, v in share.items()))
     print(f"P(fake) identical file by file: {'yes' if same else 'NO'}")
     return 0 if same else 1

@@ -55,10 +55,11 @@ def _same(a, b) -> None:
             assert np.array_equal(fa.frame, fb.frame) and np.array_equal(fa.crop, fb.crop)
 
 
-def test_overlapped_equals_sequential_on_the_shared_videos_images_and_bad_inputs(detector, corpus):
+@pytest.mark.parametrize("videos", [1, 3])  # 3 at once: slow videos beside quick images, ends kept in order
+def test_overlapped_equals_sequential_on_the_shared_videos_images_and_bad_inputs(detector, corpus, videos):
     found = discover(corpus)
     seq = [detector.predict_source(s, NUM_FRAMES, "conf", keep=True) for s in found.sources]
-    pipe = OverlappedPredictor(detector, decode_threads=1, queue_frames=3)  # a small queue: back-pressure
+    pipe = OverlappedPredictor(detector, decode_threads=1, queue_frames=3, videos=videos)  # small queue: back-pressure
     got = list(pipe.run(found.sources, NUM_FRAMES, "conf", keep=True))
     assert len(got) == len(seq) == len(found.sources)
     for a, b in zip(got, seq):
@@ -85,10 +86,11 @@ def test_decoder_threads_and_the_frame_sink_do_not_change_the_frames():
         assert np.array_equal(a.frames[i], b.frames[i]) and np.array_equal(a.frames[i], c.frames[i])
 
 
-def test_stopping_early_leaves_no_worker_thread(detector):
+@pytest.mark.parametrize("videos", [1, 2])
+def test_stopping_early_leaves_no_worker_thread(detector, videos):
     srcs = discover([str(VIDEOS / "western_real.mp4")] * 4).sources
     before = {t.ident for t in threading.enumerate()}
-    gen = OverlappedPredictor(detector).run(srcs, NUM_FRAMES)
+    gen = OverlappedPredictor(detector, videos=videos).run(srcs, NUM_FRAMES)
     first = next(gen)
     assert first.status == "ok"
     gen.close()  # what Ctrl-C in the consumer does: the generator's finally stops the workers
@@ -99,6 +101,8 @@ def test_stopping_early_leaves_no_worker_thread(detector):
 def test_stage_threads_label_and_record():
     t = StageThreads(0, 1, 2, "measured")
     assert t.label() == "decode auto · detect 1 · classify 2" and t.to_dict()["source"] == "measured"
+    t2 = StageThreads(1, 1, 2, "measured", 2)
+    assert t2.label() == "decode 1 x 2 videos at once · detect 1 · classify 2" and t2.to_dict()["videos"] == 2
 
 
 def test_a_worker_crash_reaches_the_consumer(detector, monkeypatch):
@@ -117,17 +121,18 @@ def test_tuning_candidates_default_and_cache(tmp_path, monkeypatch):
     from msvit.predict.tune import Tuning, candidates, default_threads, load_tuning, save_tuning, tuning_key
 
     monkeypatch.setenv("MSVIT_CACHE_DIR", str(tmp_path))
-    c2 = [(c.decode, c.detect, c.classify) for c in candidates(2)]
-    assert c2[0] == (0, 1, 2) and len(c2) == len(set(c2)) and (1, 1, 1) in c2 and (2, 2, 2) in c2
-    assert [(c.decode, c.detect, c.classify) for c in candidates(1)] == [(0, 1, 1), (1, 1, 1)]
+    c2 = [(c.decode, c.detect, c.classify, c.videos) for c in candidates(2)]
+    assert c2[0] == (0, 1, 2, 1) and len(c2) == len(set(c2)) and (1, 1, 1, 1) in c2 and (2, 2, 2, 1) in c2
+    assert (1, 1, 2, 2) in c2  # two videos at once, one FFmpeg thread each
+    assert [(c.decode, c.detect, c.classify, c.videos) for c in candidates(1)] == [(0, 1, 1, 1), (1, 1, 1, 1)]
     d = default_threads(3)
     assert (d.decode, d.detect, d.classify) == (0, 1, 3) and d.source.startswith("default")
     art = tmp_path / "a.onnx"
     art.write_bytes(b"x")
     key = tuning_key(art, "blazeface", None, 20, 2)
     assert key != tuning_key(art, "blazeface", None, 8, 2) and load_tuning(key) is None
-    save_tuning(key, Tuning(StageThreads(1, 1, 2, "measured on this host (x)"), "v.mp4"))
-    assert load_tuning(key) == StageThreads(1, 1, 2, "measured on this host (x)")
+    save_tuning(key, Tuning(StageThreads(1, 1, 2, "measured on this host (x)", 2), "v.mp4"))
+    assert load_tuning(key) == StageThreads(1, 1, 2, "measured on this host (x)", 2)
     art.write_bytes(b"xy")  # a re-exported artifact is measured again
     assert tuning_key(art, "blazeface", None, 20, 2) != key
 
@@ -136,7 +141,8 @@ def test_stage_threads_flag_is_validated():
     from msvit.errors import DataError
 
     assert StageThreads.parse("auto") is None and StageThreads.parse("0,1,2") == StageThreads(0, 1, 2, "given (--stage-threads)")
-    for bad in ("1,2", "a,b,c", "-1,1,1", "0,0,1"):
+    assert StageThreads.parse("1,1,2,2") == StageThreads(1, 1, 2, "given (--stage-threads)", 2)
+    for bad in ("1,2", "a,b,c", "-1,1,1", "0,0,1", "1,1,1,0", "1,1,1,2,3"):
         with pytest.raises(DataError, match="--stage-threads"):
             StageThreads.parse(bad)
 
@@ -153,7 +159,7 @@ def test_cli_records_the_pipeline_and_both_modes_agree(tmp_path, capsys, demo_we
         pytest.skip("face detector not installed")
     srcs = [str(VIDEOS / "western_fake.mp4"), str(IMAGES / "asian_real_1.jpg"), str(tmp_path / "missing.mp4")]
     docs = {}
-    for mode, extra in (("overlapped", ["--stage-threads", "1,1,1"]), ("sequential", ["--sequential"])):
+    for mode, extra in (("overlapped", ["--stage-threads", "1,1,1,2"]), ("sequential", ["--sequential"])):
         js = tmp_path / f"{mode}.json"
         rc = main([*srcs, "--weights", str(demo_weights), "--num-frames", "4", "--json", str(js), "--no-progress",
                    *extra])
@@ -163,7 +169,7 @@ def test_cli_records_the_pipeline_and_both_modes_agree(tmp_path, capsys, demo_we
         assert f"pipeline: {mode}" in out and all(len(line) <= 100 for line in out.splitlines())
     pl = docs["overlapped"]["pipeline"]
     assert pl["mode"] == "overlapped" and pl["stage_threads"] == {"decode": 1, "detect": 1, "classify": 1,
-                                                                  "source": "given (--stage-threads)"}
+                                                                  "source": "given (--stage-threads)", "videos": 2}
     assert set(pl["busy_share"]) == set(STAGES) and pl["videos_per_min"] > 0 and pl["inputs"] == 3
     assert docs["sequential"]["pipeline"]["mode"] == "sequential"
     strip = [{k: v for k, v in r.items() if k != "times_ms"} for r in docs["overlapped"]["results"]]

@@ -75,8 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--pipeline-videos", type=int, default=4,
                     help="overlapped pipeline (msvit-predict's): the video this many times back to back per run; "
                          "reports sampled frames/s, videos/min, each stage's busy share (0: skip; default 4)")
-    pl.add_argument("--stage-threads", default="auto", metavar="auto|D,T,C",
-                    help="overlapped stage threads: decode (0: FFmpeg's choice), detect, classify; auto "
+    pl.add_argument("--stage-threads", default="auto", metavar="auto|D,T,C[,V]",
+                    help="overlapped stage threads: decode (per video; 0: FFmpeg's choice), detect, classify, "
+                         "V videos decoded at once (default 1); auto "
                          "(default): measure the candidates per artifact (cached for msvit-predict)")
     pl.add_argument("--face-detector", default=None, help="face detector for --pipeline (default: msvit-predict's)")
     c.add_argument("--budget-gflops", type=float, default=0.68, dest="budget",

@@ -149,12 +149,12 @@ def time_overlapped(rows: list[tuple[PipelineRow, Any]], video: str | os.PathLik
         fps: dict[int, list[float]] = {id(r): [] for r, *_ in runs}
         vpm: dict[int, list[float]] = {id(r): [] for r, *_ in runs}
         for row, det2, chosen, _ in runs:  # warm-up
-            list(OverlappedPredictor(det2, chosen.decode).run(src[:1], num_frames))
+            list(OverlappedPredictor.with_threads(det2, chosen).run(src[:chosen.videos], num_frames))
         if log and runs:
             log(f"timing the overlapped pipeline: {len(runs)} rows x {rounds} rounds of {len(src)} videos, interleaved")
         for _ in range(max(1, rounds)):
             for row, det2, chosen, _ in runs:
-                pipe = OverlappedPredictor(det2, chosen.decode)
+                pipe = OverlappedPredictor.with_threads(det2, chosen)
                 preds = list(pipe.run(src, num_frames))
                 w = pipe.stats.wall
                 fps[id(row)].append(sum(len(p.frames) for p in preds) / w)

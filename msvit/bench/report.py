@@ -187,7 +187,8 @@ def pipeline_table(rep: BenchReport, wide: bool = False):
 
 
 def _threads(t: dict) -> str:
-    return f"{t.get('decode') or 'auto'}/{t.get('detect')}/{t.get('classify')}" if t else "—"
+    lanes = f"x{t['videos']}" if t and t.get("videos", 1) > 1 else ""
+    return f"{t.get('decode') or 'auto'}{lanes}/{t.get('detect')}/{t.get('classify')}" if t else "—"
 
 
 def overlap_table(rep: BenchReport):
@@ -198,8 +199,9 @@ def overlap_table(rep: BenchReport):
     rows = [r for r in rep.pipeline if r.overlap_fps is not None]
     hows = sorted({(r.stage_threads.get("source") or "").split(" (")[0] for r in rows})
     tab = Table(title=f"overlapped (msvit-predict): {s.get('pipeline_videos')} x {Path(s['pipeline']).name} back to "
-                      "back", caption=f"busy = share of the wall time a stage worked; threads decode/detect/classify "
-                                      f"(auto: FFmpeg's choice), {', '.join(hows)}",
+                      "back", caption=f"busy = share of the wall time a stage worked (decode: per video decoded at once); "
+                                      f"threads decode/detect/classify (auto: FFmpeg's choice; 1x2: 1 thread per "
+                                      f"video, 2 videos at once), {', '.join(hows)}",
                 pad_edge=False, collapse_padding=True)
     for col in ("", "format", "prec", "frames/s", "x seq", "videos/min", "decode", "detect", "classify", "threads"):
         tab.add_column(col, justify="left" if col in ("", "format", "prec", "threads") else "right", no_wrap=True)

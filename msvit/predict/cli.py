@@ -87,9 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="camera index (0) or stream URL, or a video file read as a live stream (repeatable)")
     g.add_argument("--stream-every", type=int, default=5, metavar="N",
                    help="streams: classify one frame every N (default %(default)s)")
-    g.add_argument("--stage-threads", default="auto", metavar="auto|D,T,C",
-                   help="threads of the overlapped stages: decode (FFmpeg; 0 = its choice), face detection, "
-                        "classification. auto (default): the split measured fastest on this host for this "
+    g.add_argument("--stage-threads", default="auto", metavar="auto|D,T,C[,V]",
+                   help="threads of the overlapped stages: decode (FFmpeg, per video; 0 = its choice), face "
+                        "detection, classification, and V videos decoded at once (default 1). "
+                        "auto (default): the split measured fastest on this host for this "
                         "artifact (msvit-bench --pipeline measures and caches it; a corpus of >= "
                         f"{TUNE_MIN_VIDEOS} videos measures it first), else decode 0, detect 1, classify --threads")
     g.add_argument("--sequential", action="store_true",
@@ -303,7 +304,7 @@ def run(args: argparse.Namespace, on_prediction: Callable[[int, Prediction, Any]
         stages = stage_threads_for(args, [s.path for s in found.sources if s.kind == "video"],
                                    lambda m: err.print(m, highlight=False, markup=False))
         det = stage_detector(args.artifact or args.weights, fd, stages, **_det_options(args))
-        pipe = OverlappedPredictor(det, stages.decode)
+        pipe = OverlappedPredictor.with_threads(det, stages)
     crops_dir = Path(args.save_crops) if args.save_crops else None
     ann_dir = Path(args.annotate) if args.annotate else None
     for d in (crops_dir, ann_dir):
@@ -375,7 +376,8 @@ def pipeline_line(pipeline: dict[str, Any]) -> str:
         return f"pipeline: sequential{vpm}"
     t, share = pipeline["stage_threads"], pipeline["busy_share"]
     busy = ", ".join(f"{k} {v:.0%}" for k, v in share.items())
-    return (f"pipeline: overlapped · stage threads decode {t['decode'] or 'auto'}, detect {t['detect']}, "
+    lanes = f" x {t['videos']} videos at once" if t.get("videos", 1) > 1 else ""
+    return (f"pipeline: overlapped · stage threads decode {t['decode'] or 'auto'}{lanes}, detect {t['detect']}, "
             f"classify {t['classify']} ({t['source'].split(' (')[0]})\n"
             f"busy: {busy} of {pipeline['wall_s']:.1f} s{vpm}")
 

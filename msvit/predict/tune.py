@@ -28,6 +28,8 @@ from .sources import Source
 MIN_GAIN = 0.03  # a later candidate must beat an earlier one by this to be chosen (timing wobble)
 TUNE_VIDEOS = 2  # videos per candidate per round (the first warms nothing up: sessions are warm)
 TUNE_ROUNDS = 2
+#: in the cache key: a choice measured among other candidates (before videos at once) is measured again
+CANDIDATES_VERSION = 2
 
 
 def available_cores() -> int:
@@ -52,9 +54,11 @@ def candidates(budget: int) -> list[StageThreads]:
         for cls in (1, n):
             out.append(StageThreads(dec, 1, cls, "candidate"))
     out.append(StageThreads(n, n, n, "candidate"))
+    if n > 1:  # videos decoded at once, one FFmpeg thread each (frame threads idle at each seek)
+        out += [StageThreads(1, 1, n, "candidate", n), StageThreads(1, 1, 1, "candidate", n)]
     seen, uniq = set(), []
     for c in out:
-        k = (c.decode, c.detect, c.classify)
+        k = (c.decode, c.detect, c.classify, c.videos)
         if k not in seen:
             seen.add(k)
             uniq.append(c)
@@ -89,13 +93,15 @@ def tune_stage_threads(make_detector: Callable[[StageThreads], Any], video: str 
         for c in cands:
             dets.append(make_detector(c))
         src = [Source(str(video), "video")] * max(1, videos)
+        # every candidate runs the same inputs, enough for each lane to take two
+        src = src * -(-2 * max(c.videos for c in cands) // len(src))
         fps: list[list[float]] = [[] for _ in cands]
         shares: list[dict[str, float]] = [{} for _ in cands]
         for det, c in zip(dets, cands):  # warm-up: sessions compiled, caches filled
-            list(OverlappedPredictor(det, c.decode).run(src[:1], num_frames))
+            list(OverlappedPredictor.with_threads(det, c).run(src[:c.videos], num_frames))
         for _ in range(max(1, rounds)):
             for i, (det, c) in enumerate(zip(dets, cands)):
-                pipe = OverlappedPredictor(det, c.decode)
+                pipe = OverlappedPredictor.with_threads(det, c)
                 preds = list(pipe.run(src, num_frames))
                 frames = sum(len(p.frames) for p in preds)
                 fps[i].append(frames / pipe.stats.wall if pipe.stats.wall > 0 else 0.0)
@@ -110,7 +116,7 @@ def tune_stage_threads(make_detector: Callable[[StageThreads], Any], video: str 
                 "busy_share": {k: round(v, 3) for k, v in s.items()}} for c, m, s in zip(cands, med, shares)]
     best = StageThreads(cands[win].decode, cands[win].detect, cands[win].classify,
                         f"measured on this host ({Path(str(video)).name}, {len(cands)} candidates, "
-                        f"{med[win]:.1f} sampled frames/s)")
+                        f"{med[win]:.1f} sampled frames/s)", cands[win].videos)
     if log:
         log("stage threads: " + ", ".join(f"{c.label()} {m:.1f} f/s" for c, m in zip(cands, med))
             + f" -> {best.label()}")
@@ -125,7 +131,8 @@ def tuning_key(model: str | os.PathLike, face_detector: str | None, det_size: in
     st = p.stat() if p.exists() else None
     src = json.dumps({"cpu": cpu_name(), "cores": available_cores(), "budget": budget, "model": str(p.resolve()),
                       "size": st.st_size if st else None, "mtime": st.st_mtime_ns if st else None,
-                      "faces": face_detector, "det_size": det_size, "frames": num_frames}, sort_keys=True)
+                      "faces": face_detector, "det_size": det_size, "frames": num_frames,
+                      "candidates": CANDIDATES_VERSION}, sort_keys=True)
     return hashlib.sha256(src.encode()).hexdigest()[:20]
 
 
@@ -140,7 +147,8 @@ def load_tuning(key: str) -> StageThreads | None:
     try:
         doc = json.loads(_cache_path(key).read_text())
         b = doc["best"]
-        return StageThreads(int(b["decode"]), int(b["detect"]), int(b["classify"]), str(b["source"]))
+        return StageThreads(int(b["decode"]), int(b["detect"]), int(b["classify"]), str(b["source"]),
+                            int(b.get("videos", 1)))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
