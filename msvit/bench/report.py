@@ -46,15 +46,21 @@ def columns(rep: BenchReport, wide: bool = True) -> list[str]:
     return cols + ["note"]
 
 
-def cells(rep: BenchReport, r: BenchRow, wide: bool = True, note: str | None = None) -> list[str]:
-    """The row's cells in :func:`columns` order; ``note`` replaces its note (a footnote number)."""
-    n = rep.settings.get("batch", 1)
-    L, LB = r.latency or {}, r.latency_batch or {}
+def precision_label(r: BenchRow) -> str:
+    """``int8 48%/bf16 auto``: precision, int8 share of MACs, execution precision, auto's choice."""
     prec = r.precision + (f" {100 * r.int8_mac_share:.0f}%" if r.int8_mac_share is not None else "")
     if r.exec_precision and r.exec_precision != r.precision:
         prec += f"/{r.exec_precision}"  # what the runtime executed the float ops in
     if r.precision_choice:
         prec += f" {r.precision_choice}"
+    return prec
+
+
+def cells(rep: BenchReport, r: BenchRow, wide: bool = True, note: str | None = None) -> list[str]:
+    """The row's cells in :func:`columns` order; ``note`` replaces its note (a footnote number)."""
+    n = rep.settings.get("batch", 1)
+    L, LB = r.latency or {}, r.latency_batch or {}
+    prec = precision_label(r)
     v = {"": r.icon, "format": r.name, "prec": prec, "dev": r.device, "MB": _f(r.size_mb, ".1f"),
          "p50 ms": _f(L.get("p50_ms")), "p90 ms": _f(L.get("p90_ms")), "p99 ms": _f(L.get("p99_ms")),
          "std": _f(L.get("std_ms")), "±%": _f(r.spread_pct, ".0f"), "img/s": _f(L.get("throughput"), ".1f"),
@@ -290,9 +296,10 @@ def write_plot(rep: BenchReport, path: str | os.PathLike) -> Path:
     for i, r in enumerate(pts):
         L, y = r.latency, getattr(r, key)
         ax.hlines(y, L["p90_ms"], L["p99_ms"], colors="grey", linewidth=2, alpha=0.7)
-        ax.plot([L["p50_ms"]], [y], "o", ms=8, label=f"{r.name} {r.precision}" + ("" if r.status == "ok" else " (check failed)"))
+        name = f"{r.name} {precision_label(r)}"  # the table's words: int8 48%/bf16 auto
+        ax.plot([L["p50_ms"]], [y], "o", ms=8, label=name + ("" if r.status == "ok" else " (check failed)"))
         # rows often share y (same AUC): stagger labels so they do not print over each other
-        ax.annotate(f"{r.name} {r.precision}", (L["p50_ms"], y), textcoords="offset points",
+        ax.annotate(name, (L["p50_ms"], y), textcoords="offset points",
                     xytext=(6, 8 + 11 * (i % 4)), fontsize=8, arrowprops={"arrowstyle": "-", "lw": 0.5})
     budget = rep.settings.get("realtime_budget_ms", 1000.0 / 30)
     ax.axvline(budget, color="red", linestyle="--", linewidth=1,
@@ -302,6 +309,7 @@ def write_plot(rep: BenchReport, path: str | os.PathLike) -> Path:
     c = rep.compute
     ax.set_title(f"msvit-bench · {c['model']} · {c['gmacs']:.3f} GMACs · {rep.env.get('cpu', '')[:40]}", fontsize=9)
     ax.grid(True, alpha=0.3)
+    ax.margins(y=0.25)  # room above the top row for its staggered label (under the title, not on it)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     p = Path(path)
