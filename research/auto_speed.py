@@ -29,38 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# the naive ORT baseline and the interleaved timer are precision_speed.py's (this folder: on sys.path)
+from precision_speed import interleaved, naive_ort
+
 FIXTURES = {"demo": "ms_eff_vit_b0_demo.bin", "confident": "ms_eff_vit_b0_confident.bin"}
 MAX_AUC_DROP = 0.005
-
-
-def naive_ort(model: torch.nn.Module, size: int, threads: int, tmp: Path):
-    """What a user gets without msvit: torch.onnx.export, default session options (spinning on)."""
-    import onnxruntime as ort
-
-    path = tmp / "naive.onnx"
-    with torch.no_grad():
-        torch.onnx.export(model, (torch.zeros(1, 3, size, size),), str(path), input_names=["image"],
-                          output_names=["logit"], dynamo=True)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    return lambda x: s.run(None, {"image": x})[0]
-
-
-def interleaved(runners: dict, x1: np.ndarray, rounds: int, iters: int, warmup: int = 3) -> dict[str, float]:
-    import time
-
-    for fn in runners.values():
-        for _ in range(warmup):
-            fn(x1)
-    samples: dict[str, list[float]] = {k: [] for k in runners}
-    for _ in range(rounds):
-        for k, fn in runners.items():
-            for _ in range(iters):
-                t0 = time.perf_counter()
-                fn(x1)
-                samples[k].append(1e3 * (time.perf_counter() - t0))
-    return {k: float(np.median(v)) for k, v in samples.items()}
 
 
 def decisions(model, session, data, tiny: bool) -> dict:
