@@ -181,13 +181,7 @@ class OverlappedPredictor:
         for w in workers:
             w.start()
         try:
-            while True:
-                item = _get(q_out, stop)
-                if item is _END:
-                    break
-                if isinstance(item, BaseException):  # a worker crashed outside any one input
-                    raise item
-                job: _Job = item
+            for job in _items(q_out, stop):
                 if job.error is not None:
                     if os.environ.get("MSVIT_DEBUG"):
                         raise job.error
@@ -337,12 +331,7 @@ class OverlappedPredictor:
     def _detect(self, stop: threading.Event, q_in: queue.Queue, q_next: queue.Queue) -> None:
         faces_only = self._cfg[2]
         det, busy = self.det, self.stats.busy
-        while True:
-            item = _get(q_in, stop)
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
+        for item in _items(q_in, stop):
             t = time.perf_counter()
             if isinstance(item, tuple):  # one frame, as soon as it is decoded
                 job, idx, rgb = item
@@ -374,12 +363,7 @@ class OverlappedPredictor:
     def _classify(self, stop: threading.Event, q_in: queue.Queue, q_next: queue.Queue) -> None:
         agg = self._cfg[1]
         det, busy = self.det, self.stats.busy
-        while True:
-            job = _get(q_in, stop)
-            if job is _END:
-                return
-            if isinstance(job, BaseException):
-                raise job
+        for job in _items(q_in, stop):
             t = time.perf_counter()
             if not job.done:
                 try:
@@ -417,6 +401,18 @@ def _get(q: queue.Queue, stop: threading.Event) -> Any:
             return q.get(timeout=0.1)
         except queue.Empty:
             continue
+
+
+def _items(q: queue.Queue, stop: threading.Event) -> Iterator[Any]:
+    """What the stage upstream hands on, until its end; a crash of that stage (an exception
+    handed on by :meth:`OverlappedPredictor._guard`) is raised here."""
+    while True:
+        item = _get(q, stop)
+        if item is _END:
+            return
+        if isinstance(item, BaseException):  # a worker crashed outside any one input
+            raise item
+        yield item
 
 
 def _drain(q: queue.Queue) -> None:
