@@ -13,8 +13,10 @@ thread each. Both are timed the same way, from per-file completion stamps: a wor
 is (its files - 1) / (its last stamp - its first stamp), so model loading, Ray's join and actor
 start-up stay out of it (reported apart as start_s: call to first record); rates are pooled over
 workers as files per busy second. The goal: screen's per-worker-core rate >= 0.90 x predict's.
-On a 2-core host both nodes share those 2 cores with the driver (this process) and predict has a
-core to spare: the ratio is the cluster's cost, Ray's dispatch and the driver's writing included.
+msvit-predict runs pinned to one core (``--predict-cores 1``, the default): its one worker then has
+one core, as each actor has, instead of also decoding on the core a second worker would take.
+On a 2-core host both nodes share those 2 cores with the driver (this process), the GCS and two
+raylets: the ratio is the cluster's cost, Ray's dispatch and the driver's writing included.
 """
 from __future__ import annotations
 
@@ -51,19 +53,29 @@ def pooled(stamps: dict[str, list[float]]) -> float:
     return files / busy if busy > 0 else 0.0
 
 
-def run_predict(artifact: str, sources: list[str], num_frames: int) -> dict:
+def run_predict(artifact: str, sources: list[str], num_frames: int, cores: int) -> dict:
+    """msvit-predict's pipeline on ``cores`` cores (0: unpinned). The calling thread is pinned
+    before the detector, the runtime and FFmpeg start their threads, which inherit its CPU set:
+    one worker-core is one worker on one core, as each Ray actor gets (num_cpus=1)."""
     from msvit.predict import Detector, discover
 
     found = discover(sources).sources
-    t0 = time.perf_counter()
-    stamps: list[float] = []
-    frames = 0
-    with Detector(artifact, threads=1) as det:
-        for s in found:
-            frames += det.predict_source(s, num_frames).frames_sampled
-            stamps.append(time.perf_counter())
+    every = os.sched_getaffinity(0)
+    if cores:
+        os.sched_setaffinity(0, sorted(every)[:cores])
+    try:
+        t0 = time.perf_counter()
+        stamps: list[float] = []
+        frames = 0
+        with Detector(artifact, threads=1) as det:
+            for s in found:
+                frames += det.predict_source(s, num_frames).frames_sampled
+                stamps.append(time.perf_counter())
+    finally:
+        os.sched_setaffinity(0, every)
     return dict(engine="msvit-predict", workers=1, files=len(stamps), frames=frames, start_s=stamps[0] - t0,
-                wall_s=stamps[-1] - t0, per_worker_core_files_per_s=pooled({"predict": stamps}))
+                wall_s=stamps[-1] - t0, per_worker_core_files_per_s=pooled({"predict": stamps}) / max(cores, 1),
+                cores=cores or len(every))
 
 
 def run_screen(artifact: str, sources: list[str], num_frames: int, address: str, workers: int, out: Path) -> dict:
@@ -93,6 +105,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="interleaved predict/screen rounds (medians reported)")
     ap.add_argument("--node-cpus", type=int, default=1, help="CPUs (= actors) of each of the two nodes")
     ap.add_argument("--num-frames", type=int, default=20)
+    ap.add_argument("--predict-cores", type=int, default=1,
+                    help="pin msvit-predict to this many cores (default 1: one worker-core; 0: unpinned, "
+                         "its one worker then also decodes on the other cores)")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
 
@@ -102,7 +117,8 @@ def main() -> None:
     from msvit.cpu import cpu_int8_features, cpu_name
 
     env = dict(cpu=cpu_name(), host_cpus=os.cpu_count(), int8_features=cpu_int8_features(),
-               node_cpus=args.node_cpus, num_frames=args.num_frames, copies=args.copies)
+               node_cpus=args.node_cpus, num_frames=args.num_frames, copies=args.copies,
+               predict_cores=args.predict_cores)
     print(json.dumps(env), flush=True)
     rows: list[dict] = []
     tmp = Path(tempfile.mkdtemp(prefix="screen-cluster-bench-"))
@@ -115,7 +131,7 @@ def main() -> None:
             cluster.add_node(args.node_cpus, "bench_second_node")
             print(json.dumps(dict(cluster_start_s=round(time.perf_counter() - t, 1))), flush=True)
             for r in range(args.rounds):
-                rows.append(dict(round=r, **run_predict(args.artifact, sources, args.num_frames)))
+                rows.append(dict(round=r, **run_predict(args.artifact, sources, args.num_frames, args.predict_cores)))
                 print(json.dumps(rows[-1]), flush=True)
                 rows.append(dict(round=r, **run_screen(args.artifact, sources, args.num_frames, cluster.address,
                                                        2 * args.node_cpus, tmp / f"out-{r}")))

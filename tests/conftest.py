@@ -33,6 +33,12 @@ def faces_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def shift_manifest() -> Path:
+    """../shared/data/shift/: 110 face crops from other public sources (its README)."""
+    return _need(SHARED / "data" / "shift" / "manifest.csv")
+
+
+@pytest.fixture(scope="session")
 def reference() -> dict:
     """DeepGuard 1.1.1's own letterboxed uint8 inputs and logits for eval/."""
     ref = json.loads((_need(REFERENCE) / "eval_ref.json").read_text())

@@ -257,3 +257,35 @@ def test_int8_with_image_input(target, demo_model, calib, eval_set, tmp_path, re
     with torch.no_grad():
         ref = demo_model(torch.from_numpy(normalize(u8))).numpy()
     assert np.abs(1 / (1 + np.exp(-got)) - 1 / (1 + np.exp(-ref))).max() <= 0.05
+
+
+@pytest.mark.slow
+def test_openvino_int8_stress_view_catches_the_range_overrun_shifted_footage_hits(openvino_int8, demo_model, shift_manifest):
+    """Issue 32: the demo checkpoint's first INT8 plan passed the tail test on the calibration
+    crops, yet a DFDC crop of shift/ drove backbone.blocks.6 and a patch embedding 10-23x past
+    their calibrated ranges and moved P by 2.7x that set's floor. The stress view (contrast x1.5)
+    shows the overrun on the guard's own images; the guard returns the overrun group to float,
+    and what ships keeps decisions on shift/, which no step ever saw."""
+    import torch
+
+    from msvit.data import resolve_data
+    from msvit.quantize import noise_floor
+    from msvit.runtime import load, read_metadata
+
+    ex = openvino_int8.extra
+    first = ex["attempts"][0]
+    assert first["stress_passed"] is False and first["passed"] is False
+    assert first["stress_flips"] > ex["guard_stress_floor_flips"], first
+    assert ex["guard_passed"] is True and ex["guard_stress_passed"] is True
+    assert ex["guard_stress_view"] == "contrast x1.5" and ex["guard_stress_floor_ratio"] <= 1.0
+    assert "backbone.blocks.6" in ex["float_groups"] or "h_vit.patch_embed.proj" in ex["float_groups"]
+    assert read_metadata(openvino_int8.path)["guard_stress_passed"] == "true"
+
+    shift = resolve_data(shift_manifest, demo_model.img_size)
+    with torch.no_grad():
+        p32 = torch.sigmoid(demo_model(torch.from_numpy(shift.x))).numpy().reshape(-1)
+    with load(openvino_int8.path, threads=2) as s:
+        p8 = 1 / (1 + np.exp(-np.concatenate([s.run(shift.x[i:i + 1]) for i in range(len(shift.x))]).reshape(-1)))
+    fl = noise_floor(demo_model, shift.x)
+    assert np.abs(p8 - p32).max() <= fl.max_abs_dprob, (np.abs(p8 - p32).max(), fl.describe())
+    assert int(((p8 >= 0.5) != (p32 >= 0.5)).sum()) <= fl.flips

@@ -124,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how bf16/fp16 execution (alone or for an INT8 plan's float groups) is judged: "
                         "'floor' (default): max |ΔP| and flips within FP32's own input-rounding noise on the "
                         "same images, AUC drop <= --max-auc-drop; 'int8': INT8's gate (--max-dprob, tail bound)")
+    q.add_argument("--no-stress-check", dest="stress", action="store_false",
+                   help="skip INT8's stress check: by default an INT8 plan must also keep decisions (|ΔP| and "
+                        "flips within FP32's noise floor) on its verification images with contrast x1.5, which "
+                        "drives activations past their calibrated ranges as footage from elsewhere can")
     q.add_argument("--sensitivity-dprob", type=float, default=None,
                    help="INT8 plan: simulated |ΔP| bound the chosen INT8 layers may add "
                         "(default --max-dprob / 3: room for the real kernels' extra error)")
@@ -326,7 +330,7 @@ def run_exports(args: argparse.Namespace) -> tuple[int, list]:
     _say_skipped(verify.skipped, args.verify_data, "(verification)")
     int8 = Int8Options(calib_method=args.calib_method, min_agreement=args.min_agreement,
                        max_auc_drop=args.max_auc_drop, max_dprob=args.max_dprob,
-                       sensitivity_dprob=args.sensitivity_dprob, float_gate=args.float_gate,
+                       sensitivity_dprob=args.sensitivity_dprob, float_gate=args.float_gate, stress=args.stress,
                        verify_data=verify if args.verify_data else None)
     options = ExportOptions(input=args.input, with_prob=args.prob, explain_outputs=args.explain_outputs, trt_version=args.trt_version, max_batch=args.max_batch,
                             minimum_deployment_target=args.min_deployment_target, int8=int8,

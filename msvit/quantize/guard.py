@@ -25,6 +25,7 @@ import torch
 from ..metrics import agreement_metrics, label_metrics, sigmoid
 from .floor import NoiseFloor, noise_floor
 from .sensitivity import QuantPlan
+from .stress import STRESS_VIEW, range_overrun, stress_view
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
@@ -239,6 +240,7 @@ class GuardResult:
     runner: Runner
     artifact: Any  # what build() produced for this plan (a path, an in-memory model...)
     gate: Gate = field(default_factory=Gate)
+    stress: GuardReport | None = None  # the same plan on the stress view (.stress), when judged there
 
     def info(self) -> dict[str, Any]:
         """For the metadata and manifest; ``guard_*`` keys are what ``msvit-bench`` reads back."""
@@ -250,7 +252,16 @@ class GuardResult:
                 "guard_bound_dprob": round(r.bound_dprob, 6), "guard_n": r.n,
                 "guard_weakly_verified": r.weakly_verified, "guard_flips": r.flips,
                 **({"guard_floor_ratio": r.floor_ratio} if r.floor_ratio is not None else {}),
+                **(stress_info(self.stress) if self.stress is not None else {}),
                 "attempts": self.attempts}
+
+
+def stress_info(rep: GuardReport) -> dict[str, Any]:
+    """``guard_stress_*``: the plan on the stress view, judged against FP32's floor there."""
+    return {"guard_stress_view": STRESS_VIEW, "guard_stress_passed": rep.passed,
+            "guard_stress_max_abs_dprob": round(rep.max_abs_dprob, 6), "guard_stress_floor_ratio": rep.floor_ratio,
+            "guard_stress_flips": rep.flips, "guard_stress_floor_flips": rep.floor["flips"],
+            "guard_stress": rep.to_dict()}
 
 
 def gate_info(gate: Gate) -> dict[str, Any]:
@@ -265,34 +276,59 @@ def gate_info(gate: Gate) -> dict[str, Any]:
     return info
 
 
+def _logits(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return np.concatenate([model(torch.from_numpy(x[i:i + 32])).numpy() for i in range(0, len(x), 32)])
+
+
 def quantize_with_guard(model: torch.nn.Module, plan: QuantPlan, build: Callable[[QuantPlan, int], tuple[Runner, Any]],
                         verify_x: np.ndarray, verify_labels: np.ndarray | None, verify_name: str, gate: Gate,
-                        max_attempts: int = 4, log: Callable[[str], None] | None = None) -> GuardResult:
-    """Build, judge, and on failure return the most sensitive quantized group to float; repeat.
+                        max_attempts: int = 4, log: Callable[[str], None] | None = None,
+                        stress: bool = True) -> GuardResult:
+    """Build, judge, and on failure return a quantized group to float; repeat.
 
     ``build(plan, attempt)`` must not overwrite earlier attempts' artifacts: the best one
     (passing, else smallest |ΔP| bound) is returned, marked failing if none passed. The floor
     gate measures its floor on ``verify_x`` first when ``gate`` does not carry it yet.
+    ``stress``: each attempt must also keep decisions on the stress view of ``verify_x``
+    (:mod:`.stress`); when only that fails, the group it drives furthest beyond its calibrated
+    range goes back to float, else the most sensitive one.
     """
     if gate.uses_floor and gate.floor is None:
         gate = gate.with_floor(noise_floor(model, verify_x))
     if gate.uses_floor and log:
         log(f"  {gate.floor.describe()}")
-    with torch.no_grad():
-        ref = np.concatenate([model(torch.from_numpy(verify_x[i:i + 32])).numpy() for i in range(0, len(verify_x), 32)])
+    ref = _logits(model, verify_x)
+    sx = sref = sgate = None
+    overrun: dict[str, float] | None = None
+    if stress and plan.quantized:
+        sx = stress_view(verify_x)
+        sref, sgate = _logits(model, sx), float_gate(gate, "floor", noise_floor(model, sx))
+        if log:
+            log(f"  stress view ({STRESS_VIEW}): {sgate.floor.describe()}")
+    sname = f"stress view ({STRESS_VIEW}) of {verify_name}"
     attempts: list[dict[str, Any]] = []
     best: GuardResult | None = None
     for i in range(max_attempts):
         runner, artifact = build(plan, i)
         rep = evaluate(ref, runner, verify_x, verify_labels, gate, verify_name)
+        srep = evaluate(sref, runner, sx, None, sgate, sname) if sx is not None else None
+        main_passed = rep.passed
+        if srep is not None and not srep.passed:
+            rep.reasons += [f"stress view ({STRESS_VIEW}): {r}" for r in srep.reasons]
+            rep.passed = False
         attempts.append({"quantized_groups": len(plan.quantized), "float_groups": list(plan.float_groups),
                          "agreement": rep.agreement, "max_abs_dprob": rep.max_abs_dprob,
                          "bound_dprob": rep.bound_dprob, "auc_drop": rep.auc_drop, "flips": rep.flips,
-                         "floor_ratio": rep.floor_ratio, "passed": rep.passed})
+                         "floor_ratio": rep.floor_ratio, "passed": rep.passed,
+                         **({"stress_max_abs_dprob": srep.max_abs_dprob, "stress_flips": srep.flips,
+                             "stress_passed": srep.passed} if srep is not None else {})})
         if log:
             log(f"  INT8 attempt {i + 1}: {len(plan.quantized)} groups int8 · {rep.summary()}"
+                + (f" · stress view: max|ΔP| {srep.max_abs_dprob:.3f}, {srep.floor_ratio:.2f}x its floor, "
+                   f"{srep.flips} flips (floor {srep.floor['flips']})" if srep is not None else "")
                 + ("" if rep.passed else f" ✗ {'; '.join(rep.reasons)}"))
-        cur = GuardResult(plan, rep, attempts, runner, artifact, gate)
+        cur = GuardResult(plan, rep, attempts, runner, artifact, gate, srep)
         key = rep.max_abs_dprob if gate.uses_floor else rep.bound_dprob  # what the gate judges
         best_key = best and (best.report.max_abs_dprob if gate.uses_floor else best.report.bound_dprob)
         if best is None or (rep.passed and not best.report.passed) or \
@@ -300,6 +336,11 @@ def quantize_with_guard(model: torch.nn.Module, plan: QuantPlan, build: Callable
             best = cur
         if rep.passed or not plan.quantized:
             break
-        worst = max(plan.quantized, key=lambda g: plan.sensitivity[g])
+        if main_passed:  # only the stress view failed: the group it drives furthest out of range
+            if overrun is None:
+                overrun = range_overrun(model, verify_x, sx)
+            worst = max(plan.quantized, key=lambda g: (overrun.get(g, 0.0), plan.sensitivity[g]))
+        else:
+            worst = max(plan.quantized, key=lambda g: plan.sensitivity[g])
         plan = plan.keep_float(worst)
     return best

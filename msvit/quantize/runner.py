@@ -267,7 +267,7 @@ def run_int8(adapter: Int8Adapter, out: Path) -> Int8Result:
 
     try:
         res = quantize_with_guard(job.model, plan, build, vx, vy, vname, gate, log=log,
-                                  max_attempts=opts.max_attempts if adapter.uses_plan else 1)
+                                  max_attempts=opts.max_attempts if adapter.uses_plan else 1, stress=opts.stress)
         info = {**base_info, **cache_info, **res.info(), **coverage_info(adapter, res.artifact)}
         embedded = {**job.metadata, **flat_metadata({k: v for k, v in info.items() if k not in RUN_ONLY_KEYS})}
         res.runner.close()
