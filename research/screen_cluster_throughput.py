@@ -47,10 +47,24 @@ def corpus(files: list[str], copies: int, into: Path) -> list[str]:
 
 
 def pooled(stamps: dict[str, list[float]]) -> float:
-    """Files per busy second over workers: sum(n_w - 1) / sum(last_w - first_w)."""
-    files = sum(len(t) - 1 for t in stamps.values())
+    """Files per busy second over workers: the files each finished after its first record, over
+    the time from that record to its last (records of one Ray task arrive together: the files
+    of a worker's first task count as start-up, as its first file alone did)."""
+    files = sum(sum(1 for x in t if x > t[0]) for t in stamps.values())
     busy = sum(t[-1] - t[0] for t in stamps.values() if len(t) > 1)
     return files / busy if busy > 0 else 0.0
+
+
+def steady(stamps: dict[str, list[float]]) -> float:
+    """Files per worker-second while *every* worker is busy: from the last worker's first record
+    to the first worker's last one. The pooled rate also counts a worker's records while another
+    one was still loading its model beside it on the same cores, or had already finished."""
+    lo = max(t[0] for t in stamps.values())
+    hi = min(t[-1] for t in stamps.values())
+    if hi <= lo:
+        return 0.0
+    files = sum(sum(1 for x in t if lo < x <= hi) for t in stamps.values())
+    return files / ((hi - lo) * len(stamps))
 
 
 def run_predict(artifact: str, sources: list[str], num_frames: int, cores: int) -> dict:
@@ -75,7 +89,35 @@ def run_predict(artifact: str, sources: list[str], num_frames: int, cores: int) 
         os.sched_setaffinity(0, every)
     return dict(engine="msvit-predict", workers=1, files=len(stamps), frames=frames, start_s=stamps[0] - t0,
                 wall_s=stamps[-1] - t0, per_worker_core_files_per_s=pooled({"predict": stamps}) / max(cores, 1),
+                steady_files_per_s=steady({"predict": stamps}) / max(cores, 1),
                 cores=cores or len(every))
+
+
+def _pinned_predict(core: int, artifact: str, sources: list[str], num_frames: int, q) -> None:
+    os.sched_setaffinity(0, {core})
+    q.put(run_predict(artifact, sources, num_frames, 0))  # already pinned: its threads inherit the core
+
+
+def run_predict_pair(artifact: str, sources: list[str], num_frames: int) -> dict:
+    """Two msvit-predict processes at once, each pinned to its own core, on the same files: what
+    two busy cores of this host give one worker each without Ray (shared caches, memory, the
+    host's other tenants), the baseline for the cluster's two actors."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    cores = sorted(os.sched_getaffinity(0))[:2]
+    procs = [ctx.Process(target=_pinned_predict, args=(c, artifact, sources, num_frames, q)) for c in cores]
+    for p in procs:
+        p.start()
+    res = [q.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return dict(engine="msvit-predict x2 (1 core each)", workers=2, files=sum(r["files"] for r in res),
+                frames=sum(r["frames"] for r in res), start_s=max(r["start_s"] for r in res),
+                wall_s=max(r["wall_s"] for r in res),
+                per_worker_core_files_per_s=statistics.mean(r["per_worker_core_files_per_s"] for r in res),
+                steady_files_per_s=statistics.mean(r["steady_files_per_s"] for r in res), cores=2)
 
 
 def run_screen(artifact: str, sources: list[str], num_frames: int, address: str, workers: int, out: Path) -> dict:
@@ -94,6 +136,7 @@ def run_screen(artifact: str, sources: list[str], num_frames: int, address: str,
     first = min(t[0] for t in stamps.values())
     return dict(engine="msvit-screen (2 nodes)", workers=len(stamps), files=s.processed, frames=s.frames,
                 start_s=first - t0, wall_s=s.wall_s, per_worker_core_files_per_s=pooled(stamps),
+                steady_files_per_s=steady(stamps),
                 files_per_node=nodes, rss_mb_per_worker=sorted(s.workers.values()))
 
 
@@ -108,6 +151,9 @@ def main() -> None:
     ap.add_argument("--predict-cores", type=int, default=1,
                     help="pin msvit-predict to this many cores (default 1: one worker-core; 0: unpinned, "
                          "its one worker then also decodes on the other cores)")
+    ap.add_argument("--pair", action="store_true",
+                    help="also run two msvit-predict processes at once, one core each (the host's own "
+                         "cost of two busy cores, without Ray)")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
 
@@ -133,25 +179,39 @@ def main() -> None:
             for r in range(args.rounds):
                 rows.append(dict(round=r, **run_predict(args.artifact, sources, args.num_frames, args.predict_cores)))
                 print(json.dumps(rows[-1]), flush=True)
+                if args.pair:
+                    rows.append(dict(round=r, **run_predict_pair(args.artifact, sources, args.num_frames)))
+                    print(json.dumps(rows[-1]), flush=True)
                 rows.append(dict(round=r, **run_screen(args.artifact, sources, args.num_frames, cluster.address,
                                                        2 * args.node_cpus, tmp / f"out-{r}")))
                 print(json.dumps(rows[-1]), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    def med(engine: str, key: str) -> float:
-        return statistics.median(r[key] for r in rows if r["engine"].startswith(engine))
+    def med(engine: str, key: str, alone: bool = False) -> float:
+        return statistics.median(r[key] for r in rows if r["engine"].startswith(engine)
+                                 and not (alone and r["workers"] > 1))
 
-    pred, scr = med("msvit-predict", "per_worker_core_files_per_s"), med("msvit-screen", "per_worker_core_files_per_s")
-    print(f"\n{'engine':<24} {'workers':>7} {'files':>5} {'start s':>8} {'wall s':>7} {'files/s per worker-core':>24}")
+    print(f"\n{'engine':<24} {'workers':>7} {'files':>5} {'start s':>8} {'wall s':>7} {'pooled':>8} {'all busy':>9}"
+          "   files/s per worker-core")
     for r in rows:
         print(f"{r['engine']:<24} {r['workers']:>7} {r['files']:>5} {r['start_s']:>8.1f} {r['wall_s']:>7.1f} "
-              f"{r['per_worker_core_files_per_s']:>24.3f}")
-    ratio = scr / pred if pred else 0.0
-    print(f"median per-worker-core files/s: screen {scr:.3f} / predict {pred:.3f} = {ratio:.3f} "
-          f"({'within' if ratio >= 0.9 else 'NOT within'} 10%)")
+              f"{r['per_worker_core_files_per_s']:>8.3f} {r['steady_files_per_s']:>9.3f}")
+    ratios = {}
+    for key, what in (("per_worker_core_files_per_s", "pooled"), ("steady_files_per_s", "all workers busy")):
+        pred, scr = med("msvit-predict", key, alone=True), med("msvit-screen", key)
+        ratios[what] = scr / pred if pred else 0.0
+        print(f"median per-worker-core files/s, {what}: screen {scr:.3f} / predict {pred:.3f} = {ratios[what]:.3f} "
+              f"({'within' if ratios[what] >= 0.9 else 'NOT within'} 10%)")
+    if args.pair:
+        two, scr = med("msvit-predict x2", "steady_files_per_s"), med("msvit-screen", "steady_files_per_s")
+        alone = med("msvit-predict", "steady_files_per_s", alone=True)
+        ratios["pair"] = two / alone if alone else 0.0
+        ratios["screen_vs_pair"] = scr / two if two else 0.0
+        print(f"two predicts at once, one core each: {two:.3f} = {ratios['pair']:.3f} x one alone "
+              f"(the host's own cost); screen / that = {ratios['screen_vs_pair']:.3f} (Ray's cost)")
     if args.json:
-        Path(args.json).write_text(json.dumps(dict(env=env, rows=rows, ratio=ratio), indent=1))
+        Path(args.json).write_text(json.dumps(dict(env=env, rows=rows, ratios=ratios), indent=1))
 
 
 if __name__ == "__main__":

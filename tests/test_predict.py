@@ -266,6 +266,20 @@ def test_predict_video_pipeline(video_preds, detector):
         assert "frame" not in d["frames"][0] and "crop" not in d["frames"][0]
 
 
+def test_one_decoder_thread_gives_the_same_frames_and_p(video_preds, torch_session):
+    """A Ray actor decodes with its own CPU share (decode_threads = its --threads), not FFmpeg's
+    thread per CPU: the sampled frames, boxes and P(fake) must not depend on it."""
+    one = Detector(torch_session, "blazeface", threads=1, decode_threads=1)
+    assert one.decode_threads == 1
+    r = one.predict_video(_need(VIDEOS / "western_real.mp4"), num_frames=NUM_FRAMES, keep=True)
+    ref = video_preds["western_real"]
+    assert [f.index for f in r.frames] == [f.index for f in ref.frames]
+    for a, b in zip(r.frames, ref.frames):
+        np.testing.assert_array_equal(a.frame, b.frame)
+        assert a.crop_box == b.crop_box and a.logit == b.logit
+    assert r.p_fake == ref.p_fake
+
+
 def test_crops_batched_in_one_call(detector, torch_session, clip):
     before = torch_session.calls
     r = detector.predict_video(clip, num_frames=5)

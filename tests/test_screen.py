@@ -216,3 +216,10 @@ def test_cli_usage_errors_before_any_work(tmp_path, capsys):
     with pytest.raises(SystemExit):
         screen_main(["--help"])
     assert "Ray" in capsys.readouterr().out
+
+
+def test_files_per_task_keeps_eight_tasks_per_actor_up_to_eight_files():
+    from msvit.screen.engines import MAX_FILES_PER_TASK, files_per_task
+
+    assert files_per_task(5, 2) == 1 and files_per_task(36, 2) == 2 and files_per_task(108, 2) == 6
+    assert files_per_task(100_000, 4) == MAX_FILES_PER_TASK == 8 and files_per_task(0, 0) == 1

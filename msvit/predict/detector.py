@@ -96,7 +96,10 @@ class Detector:
     def __init__(self, model: Any, face_detector: str | FaceDetector | None = DEFAULT_FACE_DETECTOR, *,
                  conf_thres: float = 0.5, min_face_ratio: float = 0.01, margin: float = 0.2,
                  threshold: float | None = None, tta_hflip: bool = False, det_size: int | None = None,
-                 threads: int | None = None, model_name: str = "ms_eff_vit_b0", device: str = "cpu") -> None:
+                 threads: int | None = None, model_name: str = "ms_eff_vit_b0", device: str = "cpu",
+                 decode_threads: int = 0) -> None:
+        """``decode_threads``: FFmpeg's decoder threads per video (0: FFmpeg's choice, one per CPU
+        of the machine; a worker that holds a share of the CPUs, as a Ray actor does, gives its share)."""
         check_options(conf_thres=conf_thres, min_face_ratio=min_face_ratio, margin=margin, threshold=threshold)
         self.session = open_session(model, threads, model_name, device)
         self.face_detector = None if face_detector in (None, "none") else \
@@ -112,6 +115,7 @@ class Detector:
                 f"; temperature {self.temperature:.3g} from the {op.source})" if self.temperature != 1.0 else ")")
         self.tta_hflip = tta_hflip
         self.size = int(self.session.input_size)
+        self.decode_threads = max(0, int(decode_threads))
 
     # ------------------------------------------------------------------ facts
     @property
@@ -274,7 +278,7 @@ class Detector:
         t0 = time.perf_counter()
         pred = self._new(str(path), "video", agg)
         try:
-            vf = read_video_frames(path, num_frames)
+            vf = read_video_frames(path, num_frames, threads=self.decode_threads)
             return self._run_frames(pred, vf, agg, faces_only, keep, t0)
         except InputError as e:
             return self._fail(pred, e, t0)

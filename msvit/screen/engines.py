@@ -25,11 +25,26 @@ from ..predict.sources import Source
 from .local_ray import local_start, signals_kept
 
 ENGINES = ("ray", "local")
-#: files queued at each Ray actor: one running, one waiting, so the next file's dispatch overlaps
+#: tasks queued at each Ray actor: one running, one waiting, so the next task's dispatch overlaps
 #: the current one's work (with one, every image waited out Ray's dispatch round trip: 0.43x
 #: msvit-predict's per-core files/s on small images vs 0.82x with two, busy 2-core host; rough).
 #: More would only unbalance the end of a job (a long video queued behind another).
 IN_FLIGHT_PER_ACTOR = 2
+#: files per Ray task, at most. Each task costs the actor Ray Data's own work (a block in, a batch, a
+#: block out) and a dispatch gap. Two actors on a two-node cluster (research/screen_cluster_throughput.py
+#: --pair, 2-core host) delivered, of the files/s per worker-core of two msvit-predict processes with a
+#: core each: 0.76x with one file per task, 0.87x with three, 1.01x with six (108 files).
+#: A task's records come back together; a killed actor's tasks are retried whole, and a stopped job
+#: redoes them on resume.
+MAX_FILES_PER_TASK = 8
+#: ... but at least this many tasks per actor, so that the end of a job stays balanced
+MIN_TASKS_PER_WORKER = 8
+
+
+def files_per_task(files: int, workers: int) -> int:
+    """Files per Ray task for ``files`` inputs over ``workers`` actors: as many as keep at least
+    :data:`MIN_TASKS_PER_WORKER` tasks per actor, between 1 and :data:`MAX_FILES_PER_TASK`."""
+    return max(1, min(MAX_FILES_PER_TASK, files // max(1, workers * MIN_TASKS_PER_WORKER)))
 
 
 @dataclass(frozen=True)
@@ -100,12 +115,16 @@ class ScreenWorker:
 
         self.config = ScreenConfig(**config)
         c = self.config
+        self.node = node_of()
         self.detector = Detector(c.model, None if c.faces_only else c.face_detector, conf_thres=c.conf_thres,
                                  min_face_ratio=c.min_face_ratio, margin=c.margin, threshold=c.threshold,
                                  tta_hflip=c.tta_hflip, det_size=c.det_size, threads=c.threads,
-                                 model_name=c.model_name)
+                                 model_name=c.model_name,
+                                 # a Ray actor's decoder keeps to the actor's CPUs: with FFmpeg's own
+                                 # choice (a thread per CPU of the machine) the actors sharing a node
+                                 # oversubscribed it; in-process (local engine) FFmpeg still chooses
+                                 decode_threads=(c.threads or 1) if self.node["node_id"] else 0)
         self.worker = f"{os.uname().nodename}:{os.getpid()}"
-        self.node = node_of()
 
     def record(self, item: dict[str, Any]) -> dict[str, Any]:
         c = self.config
@@ -251,14 +270,15 @@ def run_ray(config: ScreenConfig, items: list[dict[str, Any]], workers: int,
     ctx.print_on_execution_start = False
     if hasattr(ctx, "enable_operator_progress_bars"):
         ctx.enable_operator_progress_bars = False
-    # one block per file (up to a cap): a finished file comes back at once, a retry redoes one file
+    # one block per file (up to a cap); files_per_task() of them make one task
     blocks = max(1, min(len(items), 20000))
     ds = ray.data.from_items(items, override_num_blocks=blocks)
-    # a fixed pool, IN_FLIGHT_PER_ACTOR files queued at each actor. Ray Data's actor defaults,
+    # a fixed pool, IN_FLIGHT_PER_ACTOR tasks queued at each actor. Ray Data's actor defaults,
     # max_restarts=-1 and max_task_retries=-1, are what makes a killed actor come back (or, its node
     # gone, start on another) and its files be retried (tests/test_screen*.py kill one).
     pool = ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=IN_FLIGHT_PER_ACTOR)
-    out = ds.map_batches(ScreenWorker, fn_constructor_kwargs={"config": asdict(config)}, batch_size=1,
+    out = ds.map_batches(ScreenWorker, fn_constructor_kwargs={"config": asdict(config)},
+                         batch_size=files_per_task(len(items), workers),
                          compute=pool, num_cpus=float(config.threads or 1), batch_format="numpy")
     if on_started is not None:
         on_started()
