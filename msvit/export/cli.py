@@ -125,9 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "'floor' (default): max |ΔP| and flips within FP32's own input-rounding noise on the "
                         "same images, AUC drop <= --max-auc-drop; 'int8': INT8's gate (--max-dprob, tail bound)")
     q.add_argument("--no-stress-check", dest="stress", action="store_false",
-                   help="skip INT8's stress check: by default an INT8 plan must also keep decisions (|ΔP| and "
-                        "flips within FP32's noise floor) on its verification images with contrast x1.5, which "
-                        "drives activations past their calibrated ranges as footage from elsewhere can")
+                   help="skip INT8's stress check: by default an INT8 plan's max |ΔP| must also stay within "
+                        "--max-dprob on its verification images with contrast x1.5, which drives activations "
+                        "past their calibrated ranges as footage from elsewhere can")
     q.add_argument("--sensitivity-dprob", type=float, default=None,
                    help="INT8 plan: simulated |ΔP| bound the chosen INT8 layers may add "
                         "(default --max-dprob / 3: room for the real kernels' extra error)")

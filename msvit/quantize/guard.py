@@ -257,11 +257,20 @@ class GuardResult:
 
 
 def stress_info(rep: GuardReport) -> dict[str, Any]:
-    """``guard_stress_*``: the plan on the stress view, judged against FP32's floor there."""
+    """``guard_stress_*``: the plan on the stress view, its max |ΔP| against the gate's limit."""
     return {"guard_stress_view": STRESS_VIEW, "guard_stress_passed": rep.passed,
-            "guard_stress_max_abs_dprob": round(rep.max_abs_dprob, 6), "guard_stress_floor_ratio": rep.floor_ratio,
-            "guard_stress_flips": rep.flips, "guard_stress_floor_flips": rep.floor["flips"],
+            "guard_stress_max_abs_dprob": round(rep.max_abs_dprob, 6), "guard_stress_flips": rep.flips,
             "guard_stress": rep.to_dict()}
+
+
+def stress_gate(gate: Gate) -> Gate:
+    """What the stress view is held to: its *measured* max |ΔP| within the |ΔP| the gate allows
+    (0.05 by default; the verification images' floor under ``--max-dprob floor``). No tail and no
+    floor of its own: the view is already the extreme case, and on it a weak model's own noise
+    floor (demo: 0.009, 3 flips) is below ordinary INT8 rounding, while an overrun shows as
+    errors past the gate (demo: 0.066 with 17 flips). Agreement and AUC are not judged there."""
+    return Gate(min_agreement=0.0, max_auc_drop=float("inf"), max_dprob=gate.dprob_limit, bound_method="max",
+                min_verify_images=0)
 
 
 def gate_info(gate: Gate) -> dict[str, Any]:
@@ -290,8 +299,8 @@ def quantize_with_guard(model: torch.nn.Module, plan: QuantPlan, build: Callable
     ``build(plan, attempt)`` must not overwrite earlier attempts' artifacts: the best one
     (passing, else smallest |ΔP| bound) is returned, marked failing if none passed. The floor
     gate measures its floor on ``verify_x`` first when ``gate`` does not carry it yet.
-    ``stress``: each attempt must also keep decisions on the stress view of ``verify_x``
-    (:mod:`.stress`); when only that fails, the group it drives furthest beyond its calibrated
+    ``stress``: each attempt's max |ΔP| on the stress view of ``verify_x`` (:mod:`.stress`) must
+    also stay within the gate's |ΔP| limit (:func:`stress_gate`); when only that fails, the group it drives furthest beyond its calibrated
     range goes back to float, else the most sensitive one.
     """
     if gate.uses_floor and gate.floor is None:
@@ -303,9 +312,7 @@ def quantize_with_guard(model: torch.nn.Module, plan: QuantPlan, build: Callable
     overrun: dict[str, float] | None = None
     if stress and plan.quantized:
         sx = stress_view(verify_x)
-        sref, sgate = _logits(model, sx), float_gate(gate, "floor", noise_floor(model, sx))
-        if log:
-            log(f"  stress view ({STRESS_VIEW}): {sgate.floor.describe()}")
+        sref, sgate = _logits(model, sx), stress_gate(gate)
     sname = f"stress view ({STRESS_VIEW}) of {verify_name}"
     attempts: list[dict[str, Any]] = []
     best: GuardResult | None = None
@@ -325,8 +332,8 @@ def quantize_with_guard(model: torch.nn.Module, plan: QuantPlan, build: Callable
                              "stress_passed": srep.passed} if srep is not None else {})})
         if log:
             log(f"  INT8 attempt {i + 1}: {len(plan.quantized)} groups int8 · {rep.summary()}"
-                + (f" · stress view: max|ΔP| {srep.max_abs_dprob:.3f}, {srep.floor_ratio:.2f}x its floor, "
-                   f"{srep.flips} flips (floor {srep.floor['flips']})" if srep is not None else "")
+                + (f" · stress view: max|ΔP| {srep.max_abs_dprob:.3f} (limit {sgate.max_dprob:.3f}), "
+                   f"{srep.flips} flips" if srep is not None else "")
                 + ("" if rep.passed else f" ✗ {'; '.join(rep.reasons)}"))
         cur = GuardResult(plan, rep, attempts, runner, artifact, gate, srep)
         key = rep.max_abs_dprob if gate.uses_floor else rep.bound_dprob  # what the gate judges

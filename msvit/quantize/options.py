@@ -30,8 +30,8 @@ class Int8Options:
     #: how bf16/fp16 execution (alone, or the float groups of an INT8 plan) is judged: ``floor``
     #: (FP32's input-rounding noise on the same images, guard.float_gate) or ``int8`` (the gate above)
     float_gate: str = "floor"
-    #: INT8 plans must also keep decisions on the stress view of the verification images
-    #: (contrast x1.5: activations beyond the calibrated ranges, see quantize.stress); False: skip it
+    #: INT8 plans' max |ΔP| must also stay within max_dprob on the stress view of the verification
+    #: images (contrast x1.5: activations beyond the calibrated ranges, see quantize.stress); False: skip
     stress: bool = True
 
     def __post_init__(self) -> None:

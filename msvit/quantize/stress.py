@@ -15,9 +15,11 @@ plan by 0.013 with none. Of the views tried (contrast 1.5x, brightness 0.6x, dow
 and back, JPEG q20, Gaussian blur) contrast was the one that exposed the overrun; the others
 stayed below 0.006 for both checkpoints (``research/int8_stress.py``).
 
-An INT8 plan passes when, on the stress view, its max |ΔP| vs FP32 and its flips stay within FP32's
-own input-rounding floor on the same stressed images (:mod:`.floor`). On failure the guard
-returns to float the INT8 group whose inputs the stress view drives furthest beyond their
+An INT8 plan passes when its max |ΔP| vs FP32 on the stress view stays within the |ΔP| the gate
+allows (``--max-dprob``, 0.05 by default), measured, with no tail: the view is already the extreme
+case. Not FP32's own floor on the stressed images: there the demo's floor is 0.009 with 3 flips,
+below ordinary INT8 rounding (LiteRT's plans stayed at 0.010 after the overrun was gone). On failure
+the guard returns to float the INT8 group whose inputs the stress view drives furthest beyond their
 calibrated range (:func:`range_overrun`), not the most sensitive one on the calibration images.
 bf16/fp16 are not stress-tested: they keep FP32's exponent range, so nothing is clipped.
 """
