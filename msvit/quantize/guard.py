@@ -300,8 +300,8 @@ def quantize_with_guard(model: torch.nn.Module, plan: QuantPlan, build: Callable
     (passing, else smallest |ΔP| bound) is returned, marked failing if none passed. The floor
     gate measures its floor on ``verify_x`` first when ``gate`` does not carry it yet.
     ``stress``: each attempt's max |ΔP| on the stress view of ``verify_x`` (:mod:`.stress`) must
-    also stay within the gate's |ΔP| limit (:func:`stress_gate`); when only that fails, the group it drives furthest beyond its calibrated
-    range goes back to float, else the most sensitive one.
+    also stay within the gate's |ΔP| limit (:func:`stress_gate`); when only that fails, the group
+    it drives furthest beyond its calibrated range goes back to float, else the most sensitive one.
     """
     if gate.uses_floor and gate.floor is None:
         gate = gate.with_floor(noise_floor(model, verify_x))

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance
 
-from ..model.variants import IMAGENET_MEAN, IMAGENET_STD
+from ..preprocess import normalize
 from ..runtime.base import to_image_u8
 from .sensitivity import activation_ranges, group_of
 
@@ -42,10 +42,7 @@ def stress_view(x: np.ndarray, contrast: float = STRESS_CONTRAST) -> np.ndarray:
     """Preprocessed float32 NCHW images -> the same images with their contrast scaled by
     ``contrast`` (on the uint8 pixels they came from, re-rounded), preprocessed again."""
     u8 = to_image_u8(np.asarray(x, np.float32), "NHWC")
-    out = np.stack([np.asarray(ImageEnhance.Contrast(Image.fromarray(a)).enhance(contrast)) for a in u8])
-    mean = np.asarray(IMAGENET_MEAN, np.float32).reshape(1, 3, 1, 1)
-    std = np.asarray(IMAGENET_STD, np.float32).reshape(1, 3, 1, 1)
-    return np.ascontiguousarray(((out.transpose(0, 3, 1, 2).astype(np.float32) / 255.0) - mean) / std, np.float32)
+    return normalize(np.stack([np.asarray(ImageEnhance.Contrast(Image.fromarray(a)).enhance(contrast)) for a in u8]))
 
 
 @torch.no_grad()
